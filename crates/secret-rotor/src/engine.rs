@@ -1,0 +1,201 @@
+//! The plug-in interface an engine implements, and the context it receives.
+//!
+//! The framework owns the protocol (preamble, labels, idempotent retries, Secrets Manager
+//! calls); an engine owns its target: how its secret value looks, how a pending value is derived
+//! from the current one, how the target is made to accept it, and how it is tested.
+
+use std::future::Future;
+
+use tokio::sync::OnceCell;
+
+use crate::deadline::Deadline;
+use crate::error::Error;
+use crate::event::Step;
+use crate::password::Passwords;
+use crate::secret::SecretString;
+use crate::store::{SecretsStore, Version, AWSCURRENT, AWSPREVIOUS};
+
+/// A rotation target: a database flavour and strategy, a fleet of hosts, anything with
+/// credentials.
+///
+/// Each step method must be idempotent: Secrets Manager retries whole rotations with the same
+/// token, and a step may have been cut short at any instant. `set_pending` in particular must
+/// first check whether the target already accepts the pending value.
+///
+/// See the crate-level documentation for a complete engine.
+pub trait Engine: Sized + Send + Sync + 'static {
+    /// The parsed, validated secret value.
+    type Secret: Send + Sync;
+
+    /// Short name for logs (`postgres/single-user`).
+    fn name(&self) -> &str;
+
+    /// The default of `EXCLUDE_CHARACTERS` for this engine's passwords.
+    fn default_excluded_characters(&self) -> &str {
+        ""
+    }
+
+    /// Parses and validates a secret value. Errors name the key at fault, never a value.
+    fn parse(&self, value: &SecretString) -> Result<Self::Secret, Error>;
+
+    /// Serializes a secret value, keeping every key the engine does not own.
+    fn render(&self, secret: &Self::Secret) -> Result<SecretString, Error>;
+
+    /// createSecret: derives the pending value from `ctx.current()` (a new password, the other
+    /// user, a new key pair). Nothing may be changed on the target here.
+    fn create_pending(
+        &self,
+        ctx: &Context<'_, Self>,
+    ) -> impl Future<Output = Result<Self::Secret, Error>> + Send;
+
+    /// setSecret: makes the target accept `ctx.pending()`. Done already → succeed without
+    /// changing anything.
+    fn set_pending(&self, ctx: &Context<'_, Self>) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// testSecret: proves `ctx.pending()` works, writing nothing. Must also pass when pending is
+    /// a copy of current (`RotateSecret` with `RotateImmediately=false`).
+    fn test_pending(&self, ctx: &Context<'_, Self>) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// finishSecret, after `AWSCURRENT` moved to the new version, and again whenever
+    /// finishSecret is retried after that: clean up what the old credentials left (an SSH key,
+    /// a grace period). Here `ctx.current()` is the new value and `ctx.previous()` the old one.
+    fn after_finish(&self, ctx: &Context<'_, Self>) -> impl Future<Output = Result<(), Error>> + Send {
+        let _ = ctx;
+        async { Ok(()) }
+    }
+}
+
+/// What an engine sees of one invocation: the secret's versions (read on first use, at most
+/// once), other secrets, the password generator and the deadline.
+pub struct Context<'a, E: Engine> {
+    engine: &'a E,
+    store: &'a dyn SecretsStore,
+    passwords: &'a Passwords,
+    secret_id: &'a str,
+    token: &'a str,
+    step: Step,
+    deadline: Deadline,
+    current: OnceCell<E::Secret>,
+    pending: OnceCell<E::Secret>,
+    previous: OnceCell<Option<E::Secret>>,
+}
+
+impl<'a, E: Engine> Context<'a, E> {
+    pub(crate) fn new(
+        engine: &'a E,
+        store: &'a dyn SecretsStore,
+        passwords: &'a Passwords,
+        secret_id: &'a str,
+        token: &'a str,
+        step: Step,
+        deadline: Deadline,
+    ) -> Self {
+        Self {
+            engine,
+            store,
+            passwords,
+            secret_id,
+            token,
+            step,
+            deadline,
+            current: OnceCell::new(),
+            pending: OnceCell::new(),
+            previous: OnceCell::new(),
+        }
+    }
+
+    /// The secret being rotated (as given in the event).
+    pub fn secret_id(&self) -> &str {
+        self.secret_id
+    }
+
+    /// The version id being rotated in (`ClientRequestToken`).
+    pub fn token(&self) -> &str {
+        self.token
+    }
+
+    /// The step being run.
+    pub fn step(&self) -> Step {
+        self.step
+    }
+
+    /// The invocation's deadline: bound every connect and statement by it.
+    pub fn deadline(&self) -> Deadline {
+        self.deadline
+    }
+
+    /// The `AWSCURRENT` value, parsed.
+    pub async fn current(&self) -> Result<&E::Secret, Error> {
+        self.current
+            .get_or_try_init(|| async {
+                let raw = self.read(Version::Stage(AWSCURRENT)).await?.ok_or_else(|| {
+                    Error::rotation_state(format!("secret {} has no AWSCURRENT value", self.secret_id))
+                })?;
+                self.engine.parse(&raw).map_err(|e| e.context("AWSCURRENT"))
+            })
+            .await
+    }
+
+    /// The value of the version being rotated in, parsed.
+    pub async fn pending(&self) -> Result<&E::Secret, Error> {
+        self.pending
+            .get_or_try_init(|| async {
+                let raw = self.read(Version::Id(self.token)).await?.ok_or_else(|| {
+                    Error::rotation_state(format!(
+                        "secret {} has no value for version {}: run createSecret first",
+                        self.secret_id, self.token
+                    ))
+                })?;
+                self.engine.parse(&raw).map_err(|e| e.context("AWSPENDING"))
+            })
+            .await
+    }
+
+    /// The `AWSPREVIOUS` value, parsed; `None` when there is none or it no longer parses
+    /// (a previous value is only ever a fallback, never a reason to fail).
+    pub async fn previous(&self) -> Result<Option<&E::Secret>, Error> {
+        let previous = self
+            .previous
+            .get_or_try_init(|| async {
+                let Some(raw) = self.read(Version::Stage(AWSPREVIOUS)).await? else {
+                    return Ok(None);
+                };
+                match self.engine.parse(&raw) {
+                    Ok(secret) => Ok(Some(secret)),
+                    Err(e) => {
+                        tracing::warn!(secret_arn = self.secret_id, error = %e, "AWSPREVIOUS is not usable");
+                        Ok(None)
+                    }
+                }
+            })
+            .await?;
+        Ok(previous.as_ref())
+    }
+
+    /// The `AWSCURRENT` value of another secret (a master secret), unparsed.
+    pub async fn read_secret(&self, secret_id: &str) -> Result<SecretString, Error> {
+        self.deadline
+            .run(
+                format!("reading secret {secret_id}"),
+                self.store.get_value(secret_id, Version::Stage(AWSCURRENT)),
+            )
+            .await?
+            .ok_or_else(|| Error::invalid_secret(format!("secret {secret_id} has no AWSCURRENT value")))
+    }
+
+    /// A new password from the configured source, checked against the policy.
+    pub async fn new_password(&self) -> Result<SecretString, Error> {
+        self.deadline
+            .run("generating a password", self.passwords.generate(self.store))
+            .await
+    }
+
+    async fn read(&self, version: Version<'_>) -> Result<Option<SecretString>, Error> {
+        self.deadline
+            .run(
+                format!("reading {version:?} of {}", self.secret_id),
+                self.store.get_value(self.secret_id, version),
+            )
+            .await
+    }
+}

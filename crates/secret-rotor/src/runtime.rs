@@ -1,0 +1,136 @@
+//! The entry point: configuration read once, clients built once, invocations served.
+
+use std::time::Instant;
+
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::Value;
+
+use crate::deadline::Deadline;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::event::RotationEvent;
+use crate::password::Passwords;
+use crate::protocol::{rotate, Outcome};
+use crate::store::{SecretsManager, SecretsStore};
+
+/// An engine with everything it needs to serve invocations: the Secrets Manager client and the
+/// password configuration. Built once per process.
+///
+/// A configuration error does not stop the process: it is logged at start-up and returned by
+/// every invocation, so that the rotation's failure in Secrets Manager says what to fix.
+pub struct Rotor<E: Engine> {
+    engine: Result<E, Error>,
+    store: Box<dyn SecretsStore>,
+    passwords: Result<Passwords, Error>,
+}
+
+impl<E: Engine> Rotor<E> {
+    /// A rotor whose password settings come from the environment.
+    pub fn new(engine: Result<E, Error>, store: impl SecretsStore + 'static) -> Self {
+        let passwords = match &engine {
+            Ok(engine) => Passwords::from_env(engine.default_excluded_characters()),
+            Err(e) => Err(e.clone()),
+        };
+        Self::with_passwords(engine, store, passwords)
+    }
+
+    /// A rotor with explicit password settings (tests, embedding).
+    pub fn with_passwords(
+        engine: Result<E, Error>,
+        store: impl SecretsStore + 'static,
+        passwords: Result<Passwords, Error>,
+    ) -> Self {
+        for error in [engine.as_ref().err(), passwords.as_ref().err()]
+            .into_iter()
+            .flatten()
+        {
+            tracing::error!(error_type = error.kind().error_type(), error = %error, "invalid configuration");
+        }
+        Self {
+            engine,
+            store: Box::new(store),
+            passwords,
+        }
+    }
+
+    /// Handles one raw invocation payload; logs its start and end.
+    pub async fn handle_json(&self, payload: &Value, deadline: Deadline) -> Result<Outcome, Error> {
+        match RotationEvent::from_json(payload) {
+            Ok(event) => self.handle(&event, deadline).await,
+            Err(error) => {
+                tracing::error!(error_type = error.kind().error_type(), error = %error, "rejected event");
+                Err(error)
+            }
+        }
+    }
+
+    /// Handles one event; logs its start and end (secret ARN, step, token, outcome, duration).
+    pub async fn handle(&self, event: &RotationEvent, deadline: Deadline) -> Result<Outcome, Error> {
+        let started = Instant::now();
+        let engine_name = self.engine.as_ref().map(|e| e.name()).unwrap_or("unconfigured");
+        tracing::info!(
+            secret_arn = %event.secret_id,
+            step = %event.step,
+            token = %event.client_request_token,
+            engine = engine_name,
+            "step started"
+        );
+        let result = match (&self.engine, &self.passwords) {
+            (Ok(engine), Ok(passwords)) => {
+                rotate(engine, self.store.as_ref(), passwords, event, deadline).await
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e.clone()),
+        };
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match &result {
+            Ok(outcome) => tracing::info!(
+                secret_arn = %event.secret_id,
+                step = %event.step,
+                token = %event.client_request_token,
+                outcome = outcome.as_str(),
+                duration_ms,
+                "step succeeded"
+            ),
+            Err(error) => tracing::error!(
+                secret_arn = %event.secret_id,
+                step = %event.step,
+                token = %event.client_request_token,
+                outcome = "failed",
+                error_type = error.kind().error_type(),
+                retryable = error.kind().is_retryable(),
+                error = %error,
+                duration_ms,
+                "step failed"
+            ),
+        }
+        result
+    }
+}
+
+/// Serves rotation invocations with `engine` until the runtime stops.
+///
+/// Reads configuration once, builds the Secrets Manager client once, and answers each
+/// invocation with `null` or an error whose `errorType` is the error's kind.
+///
+/// A function binary's whole `main` (see the crate documentation for an engine):
+///
+/// ```ignore
+/// #[tokio::main(flavor = "current_thread")]
+/// async fn main() -> Result<(), lambda_runtime::Error> {
+///     secret_rotor::run(MyEngine::from_env()).await
+/// }
+/// ```
+pub async fn run<E: Engine>(engine: Result<E, Error>) -> Result<(), lambda_runtime::Error> {
+    crate::logging::init();
+    let store = SecretsManager::from_env().await;
+    let rotor = Rotor::new(engine, store);
+    let rotor = &rotor;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let deadline = Deadline::from_system_time(event.context.deadline());
+        rotor
+            .handle_json(&event.payload, deadline)
+            .await
+            .map(|_| Value::Null)
+    }))
+    .await
+}
