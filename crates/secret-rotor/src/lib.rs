@@ -88,6 +88,9 @@ mod runtime;
 mod secret;
 mod store;
 
+/// Re-exported so engines zeroize their own buffers with the same crate.
+pub use zeroize;
+
 pub use deadline::Deadline;
 pub use engine::{Context, Engine};
 pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,6 @@
+//! The example Redis ACL rotation function: the engine, handed to the framework.
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    secret_rotor::run(Ok(example_redis::RedisAclEngine)).await
+}

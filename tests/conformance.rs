@@ -1,0 +1,512 @@
+//! The contract's engine-independent conformance cases (§8: 1–7, 15–18, 20), driven the way
+//! Secrets Manager drives a rotation, against the local stack's real Secrets Manager API (moto
+//! server). The target is the in-memory engine; the protocol under test is the framework's.
+
+use std::sync::atomic::Ordering;
+
+use aws_sdk_secretsmanager::Client;
+use rotor_tests::memory_engine::MemoryEngine;
+use rotor_tests::*;
+use secret_rotor::{
+    ErrorKind, Outcome, PasswordPolicy, PasswordSource, Passwords, Rotor, SecretString, Step,
+};
+use serde_json::{json, Value};
+
+const EXCLUDED: &str = ":/@\"'\\";
+
+fn secret_value(password: &str) -> Value {
+    json!({
+        "engine": "memory",
+        "host": "db.internal",
+        "username": "app",
+        "password": password,
+        "port": 5432,
+        "dbname": "app",
+        "ssl": true,
+        "nothing": null,
+        "extra": {"nested": [1, "x", false]}
+    })
+}
+
+struct Fixture {
+    client: Client,
+    arn: String,
+    engine: MemoryEngine,
+    store: Recording,
+    rotor: Rotor<MemoryEngine>,
+}
+
+impl Fixture {
+    async fn new(value: Value) -> Self {
+        let client = secrets_manager_client().await;
+        let arn = create_secret(&client, "conformance", &value.to_string()).await;
+        let engine = MemoryEngine::default();
+        let store = Recording::new(client.clone());
+        let rotor = rotor(engine.clone(), store.clone());
+        Self {
+            client,
+            arn,
+            engine,
+            store,
+            rotor,
+        }
+    }
+
+    /// A secret whose user exists on the target with `password`.
+    async fn with_user(password: &str) -> Self {
+        let fixture = Self::new(secret_value(password)).await;
+        fixture.engine.target.add_user("app", password);
+        fixture
+    }
+
+    async fn step(&self, step: Step, token: &str) -> Result<Outcome, secret_rotor::Error> {
+        self.rotor
+            .handle(&event(step, &self.arn, token), deadline())
+            .await
+    }
+
+    fn writes(&self) -> usize {
+        writes(&self.store.calls())
+    }
+
+    async fn password_at(&self, stage: &str) -> String {
+        value_at(&self.client, &self.arn, stage).await["password"]
+            .as_str()
+            .expect("password")
+            .to_owned()
+    }
+
+    async fn pending_exists(&self, token: &str) -> bool {
+        self.client
+            .get_secret_value()
+            .secret_id(&self.arn)
+            .version_id(token)
+            .version_stage("AWSPENDING")
+            .send()
+            .await
+            .is_ok()
+    }
+}
+
+#[tokio::test]
+async fn case01_malformed_events_are_rejected_before_any_call() {
+    let fixture = Fixture::with_user("initial-Password-1").await;
+    let missing_token = json!({"Step": "createSecret", "SecretId": fixture.arn});
+    let err = fixture
+        .rotor
+        .handle_json(&missing_token, deadline())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidEvent);
+    assert!(err.to_string().contains("`ClientRequestToken`"), "{err}");
+
+    let unknown_step =
+        json!({"Step": "rollbackSecret", "SecretId": fixture.arn, "ClientRequestToken": new_token()});
+    let err = fixture
+        .rotor
+        .handle_json(&unknown_step, deadline())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidEvent);
+    assert!(err.to_string().contains("unknown step `rollbackSecret`"), "{err}");
+    assert!(
+        fixture.store.calls().lock().unwrap().is_empty(),
+        "no Secrets Manager call for a bad event"
+    );
+}
+
+#[tokio::test]
+async fn case02_rotation_disabled_is_refused_and_absent_flag_proceeds() {
+    let fixture = Fixture::with_user("initial-Password-1").await;
+    let token = new_token();
+    start_rotation(&fixture.client, &fixture.arn, &token).await;
+    fixture
+        .client
+        .cancel_rotate_secret()
+        .secret_id(&fixture.arn)
+        .send()
+        .await
+        .expect("CancelRotateSecret");
+    let before = labels(&fixture.client, &fixture.arn).await;
+    for step in Step::ALL {
+        let err = fixture.step(step, &token).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::RotationState);
+        assert!(err.to_string().contains("is not enabled for rotation"), "{err}");
+    }
+    assert_eq!(fixture.writes(), 0);
+    assert_eq!(labels(&fixture.client, &fixture.arn).await, before);
+
+    // A description without RotationEnabled (as some emulators give) does not block rotation.
+    let fixture = Fixture::with_user("initial-Password-1").await;
+    let store = fixture.store.clone().hiding_rotation_enabled();
+    let rotor = rotor(fixture.engine.clone(), store);
+    let token = new_token();
+    rotate_fully(&rotor, &fixture.client, &fixture.arn, &token)
+        .await
+        .expect("rotation");
+    assert_eq!(
+        version_with(&fixture.client, &fixture.arn, "AWSCURRENT")
+            .await
+            .as_deref(),
+        Some(token.as_str())
+    );
+}
+
+#[tokio::test]
+async fn case03_unknown_token_or_previous_only_token_is_refused() {
+    let fixture = Fixture::with_user("initial-Password-1").await;
+    let first = version_with(&fixture.client, &fixture.arn, "AWSCURRENT")
+        .await
+        .expect("current version");
+    let token = new_token();
+    rotate_fully(&fixture.rotor, &fixture.client, &fixture.arn, &token)
+        .await
+        .expect("rotation");
+    let writes_before = fixture.writes();
+
+    let unknown = new_token();
+    for step in Step::ALL {
+        let err = fixture.step(step, &unknown).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::RotationState);
+        assert!(err.to_string().contains("has no stage for rotation"), "{err}");
+    }
+    assert_eq!(
+        labels(&fixture.client, &fixture.arn).await[&first],
+        vec!["AWSPREVIOUS".to_owned()]
+    );
+    for step in Step::ALL {
+        let err = fixture.step(step, &first).await.unwrap_err();
+        assert!(err.to_string().contains("not set as AWSPENDING"), "{err}");
+    }
+    assert_eq!(fixture.writes(), writes_before);
+}
+
+#[tokio::test]
+async fn case04_token_already_current_succeeds_without_writing() {
+    let fixture = Fixture::with_user("initial-Password-1").await;
+    let token = new_token();
+    rotate_fully(&fixture.rotor, &fixture.client, &fixture.arn, &token)
+        .await
+        .expect("rotation");
+    let writes_before = fixture.writes();
+    let hooks_before = fixture.engine.target.finish_hooks.load(Ordering::SeqCst);
+    let labels_before = labels(&fixture.client, &fixture.arn).await;
+    for step in Step::ALL {
+        assert_eq!(fixture.step(step, &token).await.unwrap(), Outcome::AlreadyCurrent);
+    }
+    assert_eq!(fixture.writes(), writes_before);
+    assert_eq!(labels(&fixture.client, &fixture.arn).await, labels_before);
+    // The finish hook runs again when finishSecret is retried after the labels moved.
+    assert_eq!(
+        fixture.engine.target.finish_hooks.load(Ordering::SeqCst),
+        hooks_before + 1
+    );
+}
+
+#[tokio::test]
+async fn case05_create_writes_one_pending_value_that_keeps_every_other_key() {
+    let fixture = Fixture::with_user("initial-Password-1").await;
+    let token = new_token();
+    start_rotation(&fixture.client, &fixture.arn, &token).await;
+    assert_eq!(
+        fixture.step(Step::CreateSecret, &token).await.unwrap(),
+        Outcome::Created
+    );
+    assert_eq!(count(&fixture.store.calls(), "PutSecretValue"), 1);
+
+    let current = value_at(&fixture.client, &fixture.arn, "AWSCURRENT").await;
+    let pending = value_at(&fixture.client, &fixture.arn, "AWSPENDING").await;
+    let mut expected = current.clone();
+    expected["password"] = pending["password"].clone();
+    assert_eq!(
+        pending, expected,
+        "every key but the password is kept, with its JSON type"
+    );
+    assert_ne!(pending["password"], current["password"]);
+    let password = SecretString::from(pending["password"].as_str().unwrap());
+    PasswordPolicy::with_defaults(EXCLUDED)
+        .check(&password)
+        .expect("the password honours the policy");
+    // AWSCURRENT did not move.
+    let labels = labels(&fixture.client, &fixture.arn).await;
+    assert_eq!(labels[&token], vec!["AWSPENDING".to_owned()]);
+}
+
+#[tokio::test]
+async fn case06_create_again_writes_nothing_and_keeps_the_password() {
+    let fixture = Fixture::with_user("initial-Password-1").await;
+    let token = new_token();
+    start_rotation(&fixture.client, &fixture.arn, &token).await;
+    fixture.step(Step::CreateSecret, &token).await.unwrap();
+    let first = fixture.password_at("AWSPENDING").await;
+    for _ in 0..2 {
+        assert_eq!(
+            fixture.step(Step::CreateSecret, &token).await.unwrap(),
+            Outcome::AlreadyCreated
+        );
+    }
+    assert_eq!(count(&fixture.store.calls(), "PutSecretValue"), 1);
+    assert_eq!(count(&fixture.store.calls(), "GetRandomPassword"), 1);
+    assert_eq!(fixture.password_at("AWSPENDING").await, first);
+}
+
+#[tokio::test]
+async fn case07_invalid_current_value_is_named_and_nothing_is_written() {
+    let mut missing_host = secret_value("initial-Password-1");
+    missing_host.as_object_mut().unwrap().remove("host");
+    let mut wrong_engine = secret_value("initial-Password-1");
+    wrong_engine["engine"] = json!("mysql");
+    let mut numeric_user = secret_value("initial-Password-1");
+    numeric_user["username"] = json!(42);
+    let cases = [
+        (missing_host, "missing required key `host`"),
+        (wrong_engine, "key `engine` is `mysql`"),
+        (numeric_user, "key `username` must be a string, found a number"),
+        (
+            json!(["initial-Password-1"]),
+            "must be a JSON object, found an array",
+        ),
+        (
+            json!("initial-Password-1"),
+            "must be a JSON object, found a string",
+        ),
+    ];
+    for (value, expected) in cases {
+        let fixture = Fixture::new(value).await;
+        let token = new_token();
+        start_rotation(&fixture.client, &fixture.arn, &token).await;
+        let err = fixture.step(Step::CreateSecret, &token).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidSecret);
+        assert!(err.to_string().contains(expected), "{err}");
+        assert!(!err.to_string().contains("initial-Password-1"), "{err}");
+        assert_eq!(fixture.writes(), 0);
+        assert!(!fixture.pending_exists(&token).await);
+    }
+    // Not JSON at all.
+    let client = secrets_manager_client().await;
+    let arn = create_secret(&client, "conformance", "password=hunter2").await;
+    let store = Recording::new(client.clone());
+    let rotor = rotor(MemoryEngine::default(), store.clone());
+    let token = new_token();
+    start_rotation(&client, &arn, &token).await;
+    let err = rotor
+        .handle(&event(Step::CreateSecret, &arn, &token), deadline())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not valid JSON"), "{err}");
+    assert!(!err.to_string().contains("hunter2"));
+    assert_eq!(writes(&store.calls()), 0);
+}
+
+#[tokio::test]
+async fn case15_test_secret_passes_on_working_fails_on_broken_and_writes_nothing_on_a_copy() {
+    // Working pending.
+    let fixture = Fixture::with_user("initial-Password-1").await;
+    let token = new_token();
+    start_rotation(&fixture.client, &fixture.arn, &token).await;
+    fixture.step(Step::CreateSecret, &token).await.unwrap();
+    // Not set yet: the pending password does not log in.
+    let err = fixture.step(Step::TestSecret, &token).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Target);
+    assert!(
+        err.to_string().contains("unable to log in with pending secret"),
+        "{err}"
+    );
+    fixture.step(Step::SetSecret, &token).await.unwrap();
+    assert_eq!(
+        fixture.step(Step::TestSecret, &token).await.unwrap(),
+        Outcome::Tested
+    );
+
+    // RotateImmediately=false: pending is a copy of current, only testSecret runs.
+    let fixture = Fixture::with_user("initial-Password-1").await;
+    let token = new_token();
+    start_rotation_with(&fixture.client, &fixture.arn, &token, false).await;
+    assert_eq!(
+        fixture.step(Step::TestSecret, &token).await.unwrap(),
+        Outcome::Tested
+    );
+    assert_eq!(fixture.writes(), 0);
+    assert_eq!(fixture.engine.target.changes.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn case16_finish_moves_the_labels_once() {
+    let fixture = Fixture::with_user("initial-Password-1").await;
+    let old = version_with(&fixture.client, &fixture.arn, "AWSCURRENT")
+        .await
+        .unwrap();
+    let token = new_token();
+    start_rotation(&fixture.client, &fixture.arn, &token).await;
+    for step in [Step::CreateSecret, Step::SetSecret, Step::TestSecret] {
+        fixture.step(step, &token).await.unwrap();
+    }
+    assert_eq!(
+        fixture.step(Step::FinishSecret, &token).await.unwrap(),
+        Outcome::Finished
+    );
+    let after = labels(&fixture.client, &fixture.arn).await;
+    assert!(after[&token].contains(&"AWSCURRENT".to_owned()), "{after:?}");
+    assert_eq!(after[&old], vec!["AWSPREVIOUS".to_owned()]);
+    assert_eq!(count(&fixture.store.calls(), "UpdateSecretVersionStage"), 1);
+
+    assert_eq!(
+        fixture.step(Step::FinishSecret, &token).await.unwrap(),
+        Outcome::AlreadyCurrent
+    );
+    assert_eq!(count(&fixture.store.calls(), "UpdateSecretVersionStage"), 1);
+    assert_eq!(labels(&fixture.client, &fixture.arn).await, after);
+}
+
+#[tokio::test]
+async fn case17_two_rotations_in_a_row() {
+    let fixture = Fixture::with_user("initial-Password-1").await;
+    let first = new_token();
+    let second = new_token();
+    rotate_fully(&fixture.rotor, &fixture.client, &fixture.arn, &first)
+        .await
+        .expect("first rotation");
+    let first_password = fixture.password_at("AWSCURRENT").await;
+    rotate_fully(&fixture.rotor, &fixture.client, &fixture.arn, &second)
+        .await
+        .expect("second rotation");
+
+    let labels = labels(&fixture.client, &fixture.arn).await;
+    assert_eq!(labels[&second], vec!["AWSCURRENT".to_owned()]);
+    assert_eq!(labels[&first], vec!["AWSPREVIOUS".to_owned()]);
+    assert_eq!(labels.len(), 2, "older versions carry no label: {labels:?}");
+
+    let target = &fixture.engine.target;
+    assert!(target.logs_in("app", &fixture.password_at("AWSCURRENT").await));
+    assert!(
+        !target.logs_in("app", &first_password),
+        "single user: AWSPREVIOUS no longer works"
+    );
+    assert!(!target.logs_in("app", "initial-Password-1"));
+    assert_eq!(target.changes.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn case18_retry_after_a_failed_test_converges_on_the_same_password() {
+    let fixture = Fixture::with_user("initial-Password-1").await;
+    fixture.engine.target.failing_tests.store(1, Ordering::SeqCst);
+    let token = new_token();
+    start_rotation(&fixture.client, &fixture.arn, &token).await;
+    let (step, err) = run_steps(&fixture.rotor, &fixture.arn, &token).await.unwrap_err();
+    assert_eq!(step, Step::TestSecret);
+    assert_eq!(err.kind(), ErrorKind::Target);
+    let pending = fixture.password_at("AWSPENDING").await;
+
+    // Secrets Manager retries the whole rotation with the same token.
+    let outcomes = run_steps(&fixture.rotor, &fixture.arn, &token)
+        .await
+        .expect("retried rotation");
+    end_rotation(&fixture.client, &fixture.arn, &token).await;
+    assert_eq!(outcomes[&Step::CreateSecret], Outcome::AlreadyCreated);
+    assert_eq!(
+        count(&fixture.store.calls(), "GetRandomPassword"),
+        1,
+        "no second password"
+    );
+    assert_eq!(count(&fixture.store.calls(), "PutSecretValue"), 1);
+    assert_eq!(fixture.password_at("AWSCURRENT").await, pending);
+    assert_eq!(
+        fixture.engine.target.changes.load(Ordering::SeqCst),
+        1,
+        "the retried setSecret changed nothing"
+    );
+    assert!(fixture.engine.target.logs_in("app", &pending));
+}
+
+#[tokio::test]
+async fn case20_no_secret_reaches_logs_or_errors_even_at_trace() {
+    let logs = CapturedLogs::default();
+    let _guard = logs.install("trace");
+    let initial = "initial-Password-1";
+    let fixture = Fixture::with_user(initial).await;
+    let rotation_token = format!("rotation-token-{}", random_hex(12));
+    let mut errors = Vec::new();
+
+    // A full rotation with a RotationToken, then one whose testSecret fails.
+    let token = new_token();
+    start_rotation(&fixture.client, &fixture.arn, &token).await;
+    for step in Step::ALL {
+        let mut event = event(step, &fixture.arn, &token);
+        event.rotation_token = Some(SecretString::from(rotation_token.as_str()));
+        fixture.rotor.handle(&event, deadline()).await.expect("step");
+    }
+    end_rotation(&fixture.client, &fixture.arn, &token).await;
+    let rotated = fixture.password_at("AWSCURRENT").await;
+
+    fixture.engine.target.failing_tests.store(1, Ordering::SeqCst);
+    let token = new_token();
+    start_rotation(&fixture.client, &fixture.arn, &token).await;
+    errors.push(
+        run_steps(&fixture.rotor, &fixture.arn, &token)
+            .await
+            .unwrap_err()
+            .1
+            .to_string(),
+    );
+    let pending = fixture.password_at("AWSPENDING").await;
+    // And a broken value: its password must not be echoed by the parse error either.
+    let broken = fixture
+        .rotor
+        .handle_json(&json!({"Step": "createSecret", "SecretId": 7}), deadline())
+        .await;
+    errors.push(broken.unwrap_err().to_string());
+
+    let text = logs.text();
+    assert!(
+        text.contains("\"step\":\"createSecret\""),
+        "logs were captured: {text}"
+    );
+    assert!(text.contains("\"outcome\":\"failed\""), "{text}");
+    for secret in [
+        initial,
+        rotated.as_str(),
+        pending.as_str(),
+        rotation_token.as_str(),
+    ] {
+        assert!(!text.contains(secret), "a secret value reached the logs");
+        for error in &errors {
+            assert!(
+                !error.contains(secret),
+                "a secret value reached an error: {error}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn both_password_sources_honour_the_policy() {
+    let client = secrets_manager_client().await;
+    let store = Recording::new(client);
+    let mut checked = 0;
+    for flags in 0u8..32 {
+        for (length, excluded) in [(4, ""), (12, EXCLUDED), (32, "aeiouAEIOU01!"), (64, "%$`")] {
+            let policy = PasswordPolicy {
+                length,
+                exclude_characters: excluded.to_owned(),
+                exclude_numbers: flags & 1 != 0,
+                exclude_punctuation: flags & 2 != 0,
+                exclude_uppercase: flags & 4 != 0,
+                exclude_lowercase: flags & 8 != 0,
+                require_each_included_type: flags & 16 != 0,
+            };
+            if policy.validate().is_err() {
+                continue;
+            }
+            for source in [PasswordSource::SecretsManager, PasswordSource::Local] {
+                let passwords = Passwords::new(policy.clone(), source);
+                // `generate` checks the result against the policy and fails if it does not honour it.
+                passwords
+                    .generate(&store)
+                    .await
+                    .unwrap_or_else(|e| panic!("{source:?} {policy:?}: {e}"));
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 100, "only {checked} combinations checked");
+}

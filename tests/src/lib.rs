@@ -1,0 +1,381 @@
+//! The harness the end-to-end suites share: the local stack's endpoints, a driver that plays
+//! Secrets Manager (start a rotation, invoke the four steps, clear `AWSPENDING`), a store
+//! wrapper that records every call, a log capture, and an in-memory engine for tests of the
+//! protocol itself.
+//!
+//! Every suite runs against the real servers that `scripts/stack up` starts; a suite that cannot
+//! reach them fails with a message saying so, never silently passes.
+
+pub mod memory_engine;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+use aws_sdk_secretsmanager::types::RotationRulesType;
+use aws_sdk_secretsmanager::Client;
+use secret_rotor::{
+    BoxFuture, Deadline, Engine, Error, Outcome, PasswordPolicy, Passwords, RotationEvent, Rotor,
+    SecretDescription, SecretString, SecretsManager, SecretsStore, Step, Version,
+};
+
+/// The local stack's settings, from the environment or else `.local/stack.env`.
+pub fn stack_setting(name: &str) -> Option<String> {
+    if let Ok(value) = std::env::var(name) {
+        return Some(value);
+    }
+    let file = std::fs::read_to_string(stack_env_file()).ok()?;
+    file.lines().find_map(|line| {
+        let (key, value) = line.strip_prefix("export ")?.split_once('=')?;
+        (key == name).then(|| value.trim_matches('\'').to_owned())
+    })
+}
+
+fn stack_env_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.local/stack.env")
+}
+
+/// A Secrets Manager client on the local stack's moto server. Built from explicit settings, so
+/// tests never mutate the process environment.
+pub async fn secrets_manager_client() -> Client {
+    let endpoint = stack_setting("AWS_ENDPOINT_URL")
+        .expect("no Secrets Manager endpoint: run `scripts/stack up` first (it writes .local/stack.env)");
+    let config = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+            "testing", "testing", None, None, "stack",
+        ))
+        .build();
+    let client = Client::from_conf(config);
+    if let Err(e) = client.list_secrets().max_results(1).send().await {
+        panic!(
+            "moto server unreachable: {}; run `scripts/stack up`",
+            aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+        );
+    }
+    client
+}
+
+/// A random hex string, for unique names and version tokens.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("OS random source");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A fresh version token in UUID form, as Secrets Manager makes them.
+pub fn new_token() -> String {
+    let h = random_hex(16);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Creates a secret with a unique name; returns its ARN.
+pub async fn create_secret(client: &Client, prefix: &str, value: &str) -> String {
+    let out = client
+        .create_secret()
+        .name(format!("{prefix}-{}", random_hex(6)))
+        .secret_string(value)
+        .send()
+        .await
+        .expect("CreateSecret");
+    out.arn.expect("CreateSecret returns an ARN")
+}
+
+/// Does what Secrets Manager does before invoking the function: `RotateSecret`, which enables
+/// rotation and labels an empty version `token` with `AWSPENDING`. moto cannot invoke a
+/// function and answers ResourceNotFoundException after doing so; AWS would answer success.
+pub async fn start_rotation(client: &Client, secret_arn: &str, token: &str) {
+    start_rotation_with(client, secret_arn, token, true).await;
+}
+
+/// [`start_rotation`] with `RotateImmediately` given: `false` makes a pending version holding a
+/// copy of the current value, against which only testSecret runs.
+pub async fn start_rotation_with(client: &Client, secret_arn: &str, token: &str, immediately: bool) {
+    let result = client
+        .rotate_secret()
+        .secret_id(secret_arn)
+        .client_request_token(token)
+        .rotation_lambda_arn("arn:aws:lambda:us-east-1:123456789012:function:secret-rotor-under-test")
+        .rotation_rules(RotationRulesType::builder().automatically_after_days(30).build())
+        .rotate_immediately(immediately)
+        .send()
+        .await;
+    if let Err(e) = result {
+        assert_eq!(
+            e.code(),
+            Some("ResourceNotFoundException"),
+            "RotateSecret: {}",
+            aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+        );
+    }
+    let stages = labels(client, secret_arn).await;
+    assert!(
+        stages
+            .get(token)
+            .is_some_and(|s| s.iter().any(|l| l == "AWSPENDING")),
+        "RotateSecret did not label {token} AWSPENDING: {stages:?}"
+    );
+}
+
+/// What Secrets Manager does after a successful finishSecret: removes `AWSPENDING`.
+pub async fn end_rotation(client: &Client, secret_arn: &str, token: &str) {
+    client
+        .update_secret_version_stage()
+        .secret_id(secret_arn)
+        .version_stage("AWSPENDING")
+        .remove_from_version_id(token)
+        .send()
+        .await
+        .expect("UpdateSecretVersionStage removing AWSPENDING");
+}
+
+/// Each version id and its labels (versions without labels omitted), sorted for stable output.
+pub async fn labels(client: &Client, secret_arn: &str) -> BTreeMap<String, Vec<String>> {
+    let out = client
+        .describe_secret()
+        .secret_id(secret_arn)
+        .send()
+        .await
+        .expect("DescribeSecret");
+    out.version_ids_to_stages
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, stages)| !stages.is_empty())
+        .map(|(id, mut stages)| {
+            stages.sort();
+            (id, stages)
+        })
+        .collect()
+}
+
+/// The version id carrying `stage`.
+pub async fn version_with(client: &Client, secret_arn: &str, stage: &str) -> Option<String> {
+    labels(client, secret_arn)
+        .await
+        .into_iter()
+        .find(|(_, stages)| stages.iter().any(|s| s == stage))
+        .map(|(id, _)| id)
+}
+
+/// The value of a version (by label), parsed as JSON.
+pub async fn value_at(client: &Client, secret_arn: &str, stage: &str) -> serde_json::Value {
+    let out = client
+        .get_secret_value()
+        .secret_id(secret_arn)
+        .version_stage(stage)
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "GetSecretValue {stage}: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+            )
+        });
+    serde_json::from_str(out.secret_string().expect("a string secret")).expect("a JSON secret")
+}
+
+/// A rotation event.
+pub fn event(step: Step, secret_arn: &str, token: &str) -> RotationEvent {
+    RotationEvent {
+        step,
+        secret_id: secret_arn.to_owned(),
+        client_request_token: token.to_owned(),
+        rotation_token: None,
+    }
+}
+
+/// A generous deadline for in-process invocations.
+pub fn deadline() -> Deadline {
+    Deadline::after(Duration::from_secs(30))
+}
+
+/// The Secrets Manager operations a [`Recording`] store saw.
+pub type CallLog = Arc<Mutex<Vec<&'static str>>>;
+
+/// A [`SecretsStore`] that forwards to the real one and records each operation, optionally
+/// presenting `DescribeSecret`'s `RotationEnabled` as absent (some emulators and old secrets).
+#[derive(Clone)]
+pub struct Recording {
+    inner: SecretsManager,
+    calls: CallLog,
+    hide_rotation_enabled: bool,
+}
+
+impl Recording {
+    /// Records calls on `client`.
+    pub fn new(client: Client) -> Self {
+        Self {
+            inner: SecretsManager::new(client),
+            calls: CallLog::default(),
+            hide_rotation_enabled: false,
+        }
+    }
+
+    /// Answers `DescribeSecret` without `RotationEnabled`.
+    pub fn hiding_rotation_enabled(mut self) -> Self {
+        self.hide_rotation_enabled = true;
+        self
+    }
+
+    /// The shared call log.
+    pub fn calls(&self) -> CallLog {
+        self.calls.clone()
+    }
+
+    fn record(&self, operation: &'static str) {
+        self.calls.lock().expect("call log").push(operation);
+    }
+}
+
+/// Counts the operations in a call log.
+pub fn count(calls: &CallLog, operation: &str) -> usize {
+    calls
+        .lock()
+        .expect("call log")
+        .iter()
+        .filter(|op| **op == operation)
+        .count()
+}
+
+/// Counts the writes (`PutSecretValue`, `UpdateSecretVersionStage`) in a call log.
+pub fn writes(calls: &CallLog) -> usize {
+    count(calls, "PutSecretValue") + count(calls, "UpdateSecretVersionStage")
+}
+
+impl SecretsStore for Recording {
+    fn describe<'a>(&'a self, secret_id: &'a str) -> BoxFuture<'a, Result<SecretDescription, Error>> {
+        self.record("DescribeSecret");
+        Box::pin(async move {
+            let mut description = self.inner.describe(secret_id).await?;
+            if self.hide_rotation_enabled {
+                description.rotation_enabled = None;
+            }
+            Ok(description)
+        })
+    }
+
+    fn get_value<'a>(
+        &'a self,
+        secret_id: &'a str,
+        version: Version<'a>,
+    ) -> BoxFuture<'a, Result<Option<SecretString>, Error>> {
+        self.record("GetSecretValue");
+        self.inner.get_value(secret_id, version)
+    }
+
+    fn put_pending<'a>(
+        &'a self,
+        secret_id: &'a str,
+        token: &'a str,
+        value: &'a SecretString,
+        rotation_token: Option<&'a SecretString>,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        self.record("PutSecretValue");
+        self.inner.put_pending(secret_id, token, value, rotation_token)
+    }
+
+    fn move_current<'a>(
+        &'a self,
+        secret_id: &'a str,
+        to: &'a str,
+        from: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        self.record("UpdateSecretVersionStage");
+        self.inner.move_current(secret_id, to, from)
+    }
+
+    fn random_password<'a>(
+        &'a self,
+        policy: &'a PasswordPolicy,
+    ) -> BoxFuture<'a, Result<SecretString, Error>> {
+        self.record("GetRandomPassword");
+        self.inner.random_password(policy)
+    }
+}
+
+/// A rotor on a recording store with the default password policy for `engine`, passwords from
+/// `GetRandomPassword` (the default source).
+pub fn rotor<E: Engine>(engine: E, store: Recording) -> Rotor<E> {
+    let passwords = Passwords::from_lookup(|_| None, engine.default_excluded_characters());
+    Rotor::with_passwords(Ok(engine), store, passwords)
+}
+
+/// Plays one whole rotation the way Secrets Manager does: start it, run the four steps, clear
+/// `AWSPENDING`. Returns the first failing step's error.
+pub async fn rotate_fully<E: Engine>(
+    rotor: &Rotor<E>,
+    client: &Client,
+    secret_arn: &str,
+    token: &str,
+) -> Result<HashMap<Step, Outcome>, (Step, Error)> {
+    start_rotation(client, secret_arn, token).await;
+    let outcomes = run_steps(rotor, secret_arn, token).await?;
+    end_rotation(client, secret_arn, token).await;
+    Ok(outcomes)
+}
+
+/// Invokes the four steps in order, stopping at the first failure.
+pub async fn run_steps<E: Engine>(
+    rotor: &Rotor<E>,
+    secret_arn: &str,
+    token: &str,
+) -> Result<HashMap<Step, Outcome>, (Step, Error)> {
+    let mut outcomes = HashMap::new();
+    for step in Step::ALL {
+        let outcome = rotor
+            .handle(&event(step, secret_arn, token), deadline())
+            .await
+            .map_err(|e| (step, e))?;
+        outcomes.insert(step, outcome);
+    }
+    Ok(outcomes)
+}
+
+/// Log lines captured from a subscriber installed for the current thread.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
+    }
+
+    /// Installs the framework's own JSON subscriber, at `directives` (`RUST_LOG` syntax), for the
+    /// current thread until the guard drops. Use a current-thread runtime so every task logs
+    /// here.
+    pub fn install(&self, directives: &str) -> tracing::subscriber::DefaultGuard {
+        let filter = tracing_subscriber::EnvFilter::new(directives);
+        tracing::subscriber::set_default(secret_rotor::logging::subscriber(filter, self.clone()))
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
+    type Writer = CapturedLogs;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
