@@ -102,4 +102,45 @@ mod tests {
             Some(LevelFilter::INFO)
         );
     }
+
+    #[derive(Clone, Default)]
+    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn trace_events_of_body_dumping_dependencies_are_dropped() {
+        let buffer = Buffer::default();
+        let writer = {
+            let buffer = buffer.clone();
+            move || buffer.clone()
+        };
+        let subscriber = subscriber(EnvFilter::new("trace"), writer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::trace!(target: "lambda_runtime::layers::api_response", body = "RotationToken-xyz", "raw event");
+            tracing::trace!(target: "aws_smithy_runtime::client::orchestrator", request = "password-xyz", "request");
+            tracing::debug!(target: "lambda_runtime::layers::api_response", "kept at debug");
+            tracing::trace!(target: "my_engine", "kept: an engine's own trace");
+        });
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            !text.contains("RotationToken-xyz") && !text.contains("password-xyz"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kept at debug") && text.contains("an engine's own trace"),
+            "{text}"
+        );
+    }
 }
