@@ -7,6 +7,7 @@
 //! reach them fails with a message saying so, never silently passes.
 
 pub mod memory_engine;
+pub mod postgres_server;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -200,8 +201,8 @@ pub fn deadline() -> Deadline {
     Deadline::after(Duration::from_secs(30))
 }
 
-/// The Secrets Manager operations a [`Recording`] store saw.
-pub type CallLog = Arc<Mutex<Vec<&'static str>>>;
+/// The Secrets Manager operations a [`Recording`] store saw, with the secret each was about.
+pub type CallLog = Arc<Mutex<Vec<(&'static str, String)>>>;
 
 /// A [`SecretsStore`] that forwards to the real one and records each operation, optionally
 /// presenting `DescribeSecret`'s `RotationEnabled` as absent (some emulators and old secrets).
@@ -210,6 +211,7 @@ pub struct Recording {
     inner: SecretsManager,
     calls: CallLog,
     hide_rotation_enabled: bool,
+    fixed_password: Option<String>,
 }
 
 impl Recording {
@@ -219,6 +221,7 @@ impl Recording {
             inner: SecretsManager::new(client),
             calls: CallLog::default(),
             hide_rotation_enabled: false,
+            fixed_password: None,
         }
     }
 
@@ -228,13 +231,22 @@ impl Recording {
         self
     }
 
+    /// Answers `GetRandomPassword` with `password` (to test passwords of every character).
+    pub fn with_fixed_password(mut self, password: &str) -> Self {
+        self.fixed_password = Some(password.to_owned());
+        self
+    }
+
     /// The shared call log.
     pub fn calls(&self) -> CallLog {
         self.calls.clone()
     }
 
-    fn record(&self, operation: &'static str) {
-        self.calls.lock().expect("call log").push(operation);
+    fn record(&self, operation: &'static str, secret_id: &str) {
+        self.calls
+            .lock()
+            .expect("call log")
+            .push((operation, secret_id.to_owned()));
     }
 }
 
@@ -244,7 +256,17 @@ pub fn count(calls: &CallLog, operation: &str) -> usize {
         .lock()
         .expect("call log")
         .iter()
-        .filter(|op| **op == operation)
+        .filter(|(op, _)| *op == operation)
+        .count()
+}
+
+/// Counts the calls of any operation about `secret_id`.
+pub fn calls_about(calls: &CallLog, secret_id: &str) -> usize {
+    calls
+        .lock()
+        .expect("call log")
+        .iter()
+        .filter(|(_, id)| id == secret_id)
         .count()
 }
 
@@ -255,7 +277,7 @@ pub fn writes(calls: &CallLog) -> usize {
 
 impl SecretsStore for Recording {
     fn describe<'a>(&'a self, secret_id: &'a str) -> BoxFuture<'a, Result<SecretDescription, Error>> {
-        self.record("DescribeSecret");
+        self.record("DescribeSecret", secret_id);
         Box::pin(async move {
             let mut description = self.inner.describe(secret_id).await?;
             if self.hide_rotation_enabled {
@@ -270,7 +292,7 @@ impl SecretsStore for Recording {
         secret_id: &'a str,
         version: Version<'a>,
     ) -> BoxFuture<'a, Result<Option<SecretString>, Error>> {
-        self.record("GetSecretValue");
+        self.record("GetSecretValue", secret_id);
         self.inner.get_value(secret_id, version)
     }
 
@@ -281,7 +303,7 @@ impl SecretsStore for Recording {
         value: &'a SecretString,
         rotation_token: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<(), Error>> {
-        self.record("PutSecretValue");
+        self.record("PutSecretValue", secret_id);
         self.inner.put_pending(secret_id, token, value, rotation_token)
     }
 
@@ -291,7 +313,7 @@ impl SecretsStore for Recording {
         to: &'a str,
         from: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), Error>> {
-        self.record("UpdateSecretVersionStage");
+        self.record("UpdateSecretVersionStage", secret_id);
         self.inner.move_current(secret_id, to, from)
     }
 
@@ -299,8 +321,14 @@ impl SecretsStore for Recording {
         &'a self,
         policy: &'a PasswordPolicy,
     ) -> BoxFuture<'a, Result<SecretString, Error>> {
-        self.record("GetRandomPassword");
-        self.inner.random_password(policy)
+        self.record("GetRandomPassword", "");
+        match &self.fixed_password {
+            Some(password) => {
+                let password = SecretString::from(password.as_str());
+                Box::pin(async move { Ok(password) })
+            }
+            None => self.inner.random_password(policy),
+        }
     }
 }
 

@@ -1,0 +1,199 @@
+//! [`DatabaseEngine`]: a [`Database`] driver and a [`Strategy`], as a rotation engine.
+
+use secret_rotor::{Context, Engine, Error, ErrorKind, SecretString};
+
+use crate::secret::DatabaseSecret;
+use crate::strategy::{Strategy, UserPair};
+use crate::Database;
+
+/// A database driver rotated with one strategy: the engine of a deployed database function.
+pub struct DatabaseEngine<D: Database> {
+    db: D,
+    strategy: Strategy,
+    name: String,
+}
+
+impl<D: Database> DatabaseEngine<D> {
+    /// The engine for `db` with `strategy`.
+    pub fn new(db: D, strategy: Strategy) -> Self {
+        let name = format!("{}/{}", db.name(), strategy);
+        Self { db, strategy, name }
+    }
+
+    /// The engine for `db` with the strategy of `ROTATION_STRATEGY`.
+    pub fn from_env(db: D) -> Result<Self, Error> {
+        Ok(Self::new(db, Strategy::from_env()?))
+    }
+
+    /// The driver.
+    pub fn database(&self) -> &D {
+        &self.db
+    }
+
+    /// The strategy.
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    /// The username the pending secret must have, given the current one.
+    fn pending_username<'a>(&self, current: &'a DatabaseSecret, pair: &'a UserPair) -> &'a str {
+        match self.strategy {
+            Strategy::SingleUser => &current.username,
+            Strategy::AlternatingUsers => pair.other(&current.username),
+        }
+    }
+
+    /// Single user: a session as the user, with current credentials or else `AWSPREVIOUS`'s
+    /// (which heals a database restored from a snapshot taken before the last rotation).
+    async fn login_current_or_previous(
+        &self,
+        ctx: &Context<'_, Self>,
+        current: &DatabaseSecret,
+    ) -> Result<D::Session, Error> {
+        let current_error = match self.db.login(current, ctx.deadline()).await {
+            Ok(session) => return Ok(session),
+            Err(e) => e,
+        };
+        let previous = ctx
+            .previous()
+            .await?
+            .filter(|previous| previous.username == current.username && previous.same_server(current));
+        let previous_error = match previous {
+            Some(previous) => match self.db.login(previous, ctx.deadline()).await {
+                Ok(session) => {
+                    tracing::warn!(
+                        secret_arn = ctx.secret_id(),
+                        "current credentials were refused, AWSPREVIOUS logged in: setting the password through it"
+                    );
+                    return Ok(session);
+                }
+                Err(e) => Some(e),
+            },
+            None => None,
+        };
+        let retryable = current_error.kind().is_retryable()
+            || previous_error.as_ref().is_some_and(|e| e.kind().is_retryable());
+        let mut message =
+            format!("unable to log in with previous, current or pending secret (current: {current_error}");
+        match &previous_error {
+            Some(e) => message.push_str(&format!("; previous: {e})")),
+            None => message.push_str("; no usable AWSPREVIOUS)"),
+        }
+        Err(Error::new(
+            if retryable {
+                ErrorKind::Transient
+            } else {
+                ErrorKind::Target
+            },
+            message,
+        ))
+    }
+
+    /// Alternating users: a session as the master named by current's `masterarn`, used only
+    /// once the current credentials have proved the secret genuine.
+    async fn login_master(
+        &self,
+        ctx: &Context<'_, Self>,
+        current: &DatabaseSecret,
+    ) -> Result<D::Session, Error> {
+        self.db
+            .login(current, ctx.deadline())
+            .await
+            .map_err(|e| e.context("current secret does not log in, the master secret was not used"))?;
+        let masterarn = current.masterarn()?;
+        let master =
+            DatabaseSecret::parse_master(&ctx.read_secret(masterarn).await?, self.db.default_port())?;
+        if !master.same_server(current) {
+            return Err(Error::invalid_secret(format!(
+                "the master secret {masterarn} is for {}:{}, the rotated secret for {}:{}",
+                master.host, master.port, current.host, current.port
+            )));
+        }
+        self.db
+            .validate(&master)
+            .map_err(|e| e.context("master secret"))?;
+        self.db
+            .login(&master, ctx.deadline())
+            .await
+            .map_err(|e| e.context("master secret"))
+    }
+}
+
+impl<D: Database> Engine for DatabaseEngine<D> {
+    type Secret = DatabaseSecret;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn default_excluded_characters(&self) -> &str {
+        self.db.default_excluded_characters()
+    }
+
+    fn parse(&self, value: &SecretString) -> Result<DatabaseSecret, Error> {
+        let secret = DatabaseSecret::parse(value, self.db.engines(), self.db.default_port())?;
+        self.db.validate(&secret)?;
+        if self.strategy == Strategy::AlternatingUsers {
+            secret.masterarn()?;
+        }
+        Ok(secret)
+    }
+
+    fn render(&self, secret: &DatabaseSecret) -> Result<SecretString, Error> {
+        Ok(secret.render())
+    }
+
+    async fn create_pending(&self, ctx: &Context<'_, Self>) -> Result<DatabaseSecret, Error> {
+        let current = ctx.current().await?;
+        let pair = UserPair::of(&current.username);
+        let username = self.pending_username(current, &pair);
+        if username != current.username {
+            self.db.check_new_username(username)?;
+        }
+        Ok(current.with_credentials(username, ctx.new_password().await?))
+    }
+
+    async fn set_pending(&self, ctx: &Context<'_, Self>) -> Result<(), Error> {
+        let pending = ctx.pending().await?;
+        if self.db.login(pending, ctx.deadline()).await.is_ok() {
+            tracing::info!(
+                secret_arn = ctx.secret_id(),
+                "pending credentials already log in: nothing to set"
+            );
+            return Ok(());
+        }
+        let current = ctx.current().await?;
+        let pair = UserPair::of(&current.username);
+        let expected = self.pending_username(current, &pair);
+        if pending.username != expected || !pending.same_server(current) {
+            return Err(Error::invalid_secret(format!(
+                "the pending secret is for user {} on {}:{}, expected user {expected} on {}:{}: refusing to change it",
+                pending.username, pending.host, pending.port, current.host, current.port
+            )));
+        }
+        match self.strategy {
+            Strategy::SingleUser => {
+                let mut session = self.login_current_or_previous(ctx, current).await?;
+                self.db
+                    .set_own_password(&mut session, pending, ctx.deadline())
+                    .await
+            }
+            Strategy::AlternatingUsers => {
+                let mut master = self.login_master(ctx, current).await?;
+                self.db
+                    .set_user_password(&mut master, &pair, pending, ctx.deadline())
+                    .await
+            }
+        }
+    }
+
+    async fn test_pending(&self, ctx: &Context<'_, Self>) -> Result<(), Error> {
+        let pending = ctx.pending().await?;
+        let mut session = self
+            .db
+            .login(pending, ctx.deadline())
+            .await
+            .map_err(|e| e.context("unable to log in with pending secret"))?;
+        self.db.check(&mut session, ctx.deadline()).await
+    }
+}

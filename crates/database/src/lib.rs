@@ -1,0 +1,85 @@
+//! The two database rotation strategies, written once for every SQL engine.
+//!
+//! The framework (`secret-rotor`) owns the protocol; this crate owns what is common to every
+//! database: the secret format (CONTRACT §4), the choice of strategy per deployed function
+//! (`ROTATION_STRATEGY`), the confused-deputy guards, the `AWSPREVIOUS` fallback of the single
+//! user strategy, the master secret of the alternating users strategy, and the rule that a
+//! setSecret whose pending credentials already log in changes nothing. A database driver
+//! (PostgreSQL, MySQL/MariaDB) implements the narrow [`Database`] trait — log in, check a session,
+//! set a password — and [`DatabaseEngine`] turns it into a rotation [`secret_rotor::Engine`].
+
+mod engine;
+mod secret;
+mod strategy;
+
+use std::future::Future;
+
+pub use engine::DatabaseEngine;
+pub use secret::DatabaseSecret;
+pub use strategy::{Strategy, UserPair, CLONE_SUFFIX};
+
+use secret_rotor::{Deadline, Error};
+
+/// What a database driver provides. Every method must bound its work by the deadline and keep
+/// passwords out of SQL text, server logs and error messages where the server allows it.
+pub trait Database: Send + Sync + 'static {
+    /// An authenticated connection.
+    type Session: Send + Sync;
+
+    /// Short name for logs (`postgres`).
+    fn name(&self) -> &str;
+
+    /// The accepted values of the secret's `engine` key.
+    fn engines(&self) -> &[&str];
+
+    /// The port when the secret has none.
+    fn default_port(&self) -> u16;
+
+    /// The default of `EXCLUDE_CHARACTERS` for this database.
+    fn default_excluded_characters(&self) -> &str;
+
+    /// Checks driver-specific keys of a secret (TLS settings, …). Called whenever a secret is
+    /// parsed, so a bad value fails createSecret before anything is written.
+    fn validate(&self, secret: &DatabaseSecret) -> Result<(), Error> {
+        let _ = secret;
+        Ok(())
+    }
+
+    /// Checks that `username` is a valid name for a user created by this function (length
+    /// limits); the error names the limit.
+    fn check_new_username(&self, username: &str) -> Result<(), Error>;
+
+    /// Logs in with `secret`. A refused login is [`secret_rotor::ErrorKind::Target`]; a network
+    /// fault is transient.
+    fn login(
+        &self,
+        secret: &DatabaseSecret,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<Self::Session, Error>> + Send;
+
+    /// Runs a trivial query on a session.
+    fn check(
+        &self,
+        session: &mut Self::Session,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Single user: the session's own user sets its password to `pending.password`.
+    fn set_own_password(
+        &self,
+        session: &mut Self::Session,
+        pending: &DatabaseSecret,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Alternating users, on a master session: give `pending.username` (one of `pair`) the
+    /// pending password. If it is the clone, create it when missing with the privileges of the
+    /// original, and re-sync those privileges when it exists.
+    fn set_user_password(
+        &self,
+        master: &mut Self::Session,
+        pair: &UserPair,
+        pending: &DatabaseSecret,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+}

@@ -1,0 +1,748 @@
+//! The PostgreSQL function end to end: both strategies against real PostgreSQL 15 and 17 (TLS
+//! with the stack's CA, every statement logged) and the real Secrets Manager API. Contract §8
+//! cases 8–14 and 19, and the application's view after every rotation.
+
+use std::path::PathBuf;
+
+use aws_sdk_secretsmanager::Client;
+use rotor_database::{DatabaseEngine, DatabaseSecret, Strategy};
+use rotor_postgres::tls::TlsConfigs;
+use rotor_postgres::Postgres;
+use rotor_tests::postgres_server::{ident, literal, tls_refusing_proxy, PgServer};
+use rotor_tests::*;
+use secret_rotor::{Deadline, ErrorKind, Passwords, Rotor, SecretString, Step};
+use serde_json::{json, Value};
+
+const INITIAL: &str = "initial-Password-1";
+
+fn ca(name: &str) -> PathBuf {
+    PathBuf::from(stack_setting(name).expect("no TLS CA: run `scripts/stack up`"))
+}
+
+fn driver() -> Postgres {
+    Postgres::new(TlsConfigs::new(Some(ca("ROTOR_TLS_CA"))))
+}
+
+type PgRotor = Rotor<DatabaseEngine<Postgres>>;
+
+fn pg_rotor(strategy: Strategy, store: Recording) -> PgRotor {
+    let passwords = Passwords::from_lookup(|_| None, ":/@\"'\\");
+    Rotor::with_passwords(Ok(DatabaseEngine::new(driver(), strategy)), store, passwords)
+}
+
+/// One rotated role on one server, with its secret.
+struct Case {
+    server: PgServer,
+    client: Client,
+    store: Recording,
+    rotor: PgRotor,
+    arn: String,
+    master_arn: Option<String>,
+}
+
+impl Case {
+    /// A role `user` with password `INITIAL`, and its secret (`extra` keys merged in).
+    async fn single(server: &PgServer, user: &str, extra: Value) -> Case {
+        server
+            .run(&format!(
+                "CREATE ROLE {} LOGIN PASSWORD {}",
+                ident(user),
+                literal(INITIAL)
+            ))
+            .await;
+        Self::with_secret(server, Strategy::SingleUser, user, extra, None).await
+    }
+
+    /// A role `user`, a non-superuser master with CREATEROLE (as on RDS), and the secret.
+    /// On PostgreSQL 16+ the master gets ADMIN OPTION on the role when `grant_admin`.
+    async fn alternating(server: &PgServer, user: &str, grant_admin: bool) -> Case {
+        let master = format!("master_{}", random_hex(4));
+        server
+            .run(&format!(
+                "CREATE ROLE {u} LOGIN PASSWORD {p}; CREATE ROLE {m} LOGIN CREATEROLE PASSWORD {mp};",
+                u = ident(user),
+                p = literal(INITIAL),
+                m = ident(&master),
+                mp = literal("master-Password-1"),
+            ))
+            .await;
+        if grant_admin && server.name != "pg15" {
+            server
+                .run(&format!(
+                    "GRANT {} TO {} WITH ADMIN OPTION",
+                    ident(user),
+                    ident(&master)
+                ))
+                .await;
+        }
+        let client = secrets_manager_client().await;
+        let master_value = json!({"engine": "postgres", "host": "127.0.0.1", "port": server.port,
+                                  "username": master, "password": "master-Password-1"});
+        let master_arn = create_secret(&client, "pg-master", &master_value.to_string()).await;
+        Self::with_secret(
+            server,
+            Strategy::AlternatingUsers,
+            user,
+            json!({"masterarn": master_arn}),
+            Some(master_arn),
+        )
+        .await
+    }
+
+    async fn with_secret(
+        server: &PgServer,
+        strategy: Strategy,
+        user: &str,
+        extra: Value,
+        master_arn: Option<String>,
+    ) -> Case {
+        let client = secrets_manager_client().await;
+        let mut value = json!({"engine": "postgres", "host": "127.0.0.1", "port": server.port.to_string(),
+                               "username": user, "password": INITIAL, "dbname": "postgres",
+                               "application": {"team": "payments"}});
+        for (key, extra) in extra.as_object().expect("extra keys").clone() {
+            value[key] = extra;
+        }
+        let arn = create_secret(&client, "pg", &value.to_string()).await;
+        let store = Recording::new(client.clone());
+        let rotor = pg_rotor(strategy, store.clone());
+        Case {
+            server: server.clone(),
+            client,
+            store,
+            rotor,
+            arn,
+            master_arn,
+        }
+    }
+
+    async fn rotate(&self) -> Result<(), (Step, secret_rotor::Error)> {
+        rotate_fully(&self.rotor, &self.client, &self.arn, &new_token())
+            .await
+            .map(drop)
+    }
+
+    async fn credentials(&self, stage: &str) -> (String, String) {
+        let value = value_at(&self.client, &self.arn, stage).await;
+        (
+            value["username"].as_str().unwrap().to_owned(),
+            value["password"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn logs_in(&self, stage: &str) -> bool {
+        let (user, password) = self.credentials(stage).await;
+        self.server.logs_in(&user, &password).await
+    }
+
+    /// Every connection this function made for `user` was encrypted.
+    fn assert_connections_encrypted(&self, user: &str) {
+        let log = self.server.log();
+        let ours: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("connection authorized") && l.contains("application_name=secret-rotor"))
+            .filter(|l| l.contains(&format!("user={user} ")))
+            .collect();
+        assert!(
+            !ours.is_empty(),
+            "{}: no connection of the function as {user} in the log",
+            self.server.name
+        );
+        for line in ours {
+            assert!(
+                line.contains("SSL enabled"),
+                "{}: unencrypted connection: {line}",
+                self.server.name
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn single_user_rotates_twice_over_verified_tls_without_plaintext_in_the_log() {
+    for server in PgServer::all() {
+        let user = format!("app_{}", random_hex(4));
+        let case = Case::single(&server, &user, json!({"ssl": true})).await;
+        let mut generated = Vec::new();
+        for rotation in 1..=2 {
+            case.rotate()
+                .await
+                .unwrap_or_else(|(step, e)| panic!("{} rotation {rotation}: {step}: {e}", server.name));
+            assert!(
+                case.logs_in("AWSCURRENT").await,
+                "{}: AWSCURRENT logs in",
+                server.name
+            );
+            assert!(
+                !case.logs_in("AWSPREVIOUS").await,
+                "{}: single user: AWSPREVIOUS no longer does",
+                server.name
+            );
+            generated.push(case.credentials("AWSCURRENT").await.1);
+        }
+        let current = value_at(&case.client, &case.arn, "AWSCURRENT").await;
+        assert_eq!(
+            current["application"],
+            json!({"team": "payments"}),
+            "unknown keys kept"
+        );
+        assert_eq!(
+            current["port"],
+            json!(server.port.to_string()),
+            "port kept as a string"
+        );
+        case.assert_connections_encrypted(&user);
+        let log = server.log();
+        assert!(
+            log.contains(&format!(
+                "ALTER ROLE \"{user}\" WITH PASSWORD E'SCRAM-SHA-256$4096:"
+            )),
+            "{}: the statement log shows the verifier",
+            server.name
+        );
+        for password in &generated {
+            assert!(
+                !log.contains(password.as_str()),
+                "{}: a new password reached the server log",
+                server.name
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn alternating_users_rotate_and_keep_the_clone_a_member() {
+    for server in PgServer::all() {
+        let user = format!("app_{}", random_hex(4));
+        let clone = format!("{user}_clone");
+        let case = Case::alternating(&server, &user, true).await;
+        let table = ident(&format!("{user}_data"));
+        server
+            .run(&format!(
+                "CREATE TABLE {table} (n int); ALTER TABLE {table} OWNER TO {}",
+                ident(&user)
+            ))
+            .await;
+
+        case.rotate()
+            .await
+            .unwrap_or_else(|(step, e)| panic!("{}: {step}: {e}", server.name));
+        assert_eq!(case.credentials("AWSCURRENT").await.0, clone);
+        assert!(
+            case.logs_in("AWSCURRENT").await,
+            "{}: the clone logs in",
+            server.name
+        );
+        assert!(
+            case.logs_in("AWSPREVIOUS").await,
+            "{}: alternating: AWSPREVIOUS still logs in",
+            server.name
+        );
+        assert!(
+            server.is_member(&clone, &user).await,
+            "{}: the clone is a member of the original",
+            server.name
+        );
+        let (_, clone_password) = case.credentials("AWSCURRENT").await;
+        let read = server
+            .run_as(&clone, &clone_password, &format!("SELECT count(*) FROM {table}"))
+            .await;
+        assert!(
+            read.is_ok(),
+            "{}: the clone has the original's privileges: {read:?}",
+            server.name
+        );
+
+        case.rotate()
+            .await
+            .unwrap_or_else(|(step, e)| panic!("{}: {step}: {e}", server.name));
+        assert_eq!(
+            case.credentials("AWSCURRENT").await.0,
+            user,
+            "app -> app_clone -> app"
+        );
+        assert!(case.logs_in("AWSCURRENT").await && case.logs_in("AWSPREVIOUS").await);
+
+        // Membership is checked at every rotation: a revoked grant comes back.
+        server
+            .run(&format!("REVOKE {} FROM {}", ident(&user), ident(&clone)))
+            .await;
+        case.rotate()
+            .await
+            .unwrap_or_else(|(step, e)| panic!("{}: {step}: {e}", server.name));
+        assert_eq!(case.credentials("AWSCURRENT").await.0, clone);
+        assert!(
+            server.is_member(&clone, &user).await,
+            "{}: membership restored",
+            server.name
+        );
+        let (_, password) = case.credentials("AWSCURRENT").await;
+        assert!(!server.log().contains(password.as_str()));
+        case.assert_connections_encrypted(&clone);
+    }
+}
+
+#[tokio::test]
+async fn postgres_16_master_without_admin_option_gets_the_grant_that_fixes_it() {
+    let server = PgServer::named("pg17");
+    let user = format!("app_{}", random_hex(4));
+    let case = Case::alternating(&server, &user, false).await;
+    let (step, err) = case.rotate().await.unwrap_err();
+    assert_eq!(step, Step::SetSecret);
+    assert_eq!(err.kind(), ErrorKind::Target);
+    assert!(
+        err.to_string()
+            .contains(&format!("GRANT \"{user}\" TO \"master_")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("WITH ADMIN OPTION"), "{err}");
+    assert!(case.logs_in("AWSCURRENT").await);
+}
+
+#[tokio::test]
+async fn case08_clone_name_over_the_identifier_limit_is_refused() {
+    let server = PgServer::named("pg15");
+    let user = format!("u{}", "x".repeat(52)) + &random_hex(4); // 61 bytes, clone would be 67
+    let case = Case::alternating(&server, &user, true).await;
+    let token = new_token();
+    start_rotation(&case.client, &case.arn, &token).await;
+    let err = case
+        .rotor
+        .handle(&event(Step::CreateSecret, &case.arn, &token), deadline())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidSecret);
+    assert!(err.to_string().contains("PostgreSQL allows 63"), "{err}");
+    assert_eq!(writes(&case.store.calls()), 0);
+}
+
+#[tokio::test]
+async fn case09_set_again_when_pending_logs_in_changes_nothing() {
+    for (server, strategy) in [
+        (PgServer::named("pg15"), Strategy::SingleUser),
+        (PgServer::named("pg17"), Strategy::AlternatingUsers),
+    ] {
+        let user = format!("app_{}", random_hex(4));
+        let case = match strategy {
+            Strategy::SingleUser => Case::single(&server, &user, json!({})).await,
+            Strategy::AlternatingUsers => Case::alternating(&server, &user, true).await,
+        };
+        let token = new_token();
+        start_rotation(&case.client, &case.arn, &token).await;
+        case.rotor
+            .handle(&event(Step::CreateSecret, &case.arn, &token), deadline())
+            .await
+            .unwrap();
+        case.rotor
+            .handle(&event(Step::SetSecret, &case.arn, &token), deadline())
+            .await
+            .unwrap();
+        let pending_user = value_at(&case.client, &case.arn, "AWSPENDING").await["username"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let stored = server.stored_verifier(&pending_user).await;
+        case.rotor
+            .handle(&event(Step::SetSecret, &case.arn, &token), deadline())
+            .await
+            .unwrap();
+        assert_eq!(
+            server.stored_verifier(&pending_user).await,
+            stored,
+            "{strategy}: no DDL on a retried setSecret"
+        );
+    }
+}
+
+#[tokio::test]
+async fn case10_pending_for_another_user_or_host_is_refused_without_ddl() {
+    let server = PgServer::named("pg15");
+    for (key, value) in [("username", json!("postgres")), ("host", json!("10.1.2.3"))] {
+        let user = format!("app_{}", random_hex(4));
+        let case = Case::single(&server, &user, json!({})).await;
+        let token = new_token();
+        start_rotation(&case.client, &case.arn, &token).await;
+        let mut pending = value_at(&case.client, &case.arn, "AWSCURRENT").await;
+        pending[key] = value;
+        pending["password"] = json!("attacker-Chosen-1");
+        case.client
+            .put_secret_value()
+            .secret_id(&case.arn)
+            .client_request_token(&token)
+            .secret_string(pending.to_string())
+            .version_stages("AWSPENDING")
+            .send()
+            .await
+            .expect("PutSecretValue");
+        let before = (
+            server.stored_verifier(&user).await,
+            server.stored_verifier("postgres").await,
+        );
+        let err = case
+            .rotor
+            .handle(&event(Step::SetSecret, &case.arn, &token), deadline())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidSecret, "{key}");
+        assert!(err.to_string().contains("refusing"), "{err}");
+        assert!(!err.to_string().contains("attacker-Chosen-1"));
+        assert_eq!(
+            (
+                server.stored_verifier(&user).await,
+                server.stored_verifier("postgres").await
+            ),
+            before
+        );
+    }
+}
+
+#[tokio::test]
+async fn case11_single_user_falls_back_to_previous_and_fails_clearly_without_it() {
+    let server = PgServer::named("pg17");
+    let user = format!("app_{}", random_hex(4));
+    let case = Case::single(&server, &user, json!({})).await;
+    case.rotate().await.expect("first rotation");
+    // A restore from a snapshot taken before that rotation: the server has the old password.
+    server
+        .run(&format!(
+            "ALTER ROLE {} PASSWORD {}",
+            ident(&user),
+            literal(INITIAL)
+        ))
+        .await;
+    assert!(!case.logs_in("AWSCURRENT").await);
+    case.rotate().await.expect("rotation through AWSPREVIOUS");
+    assert!(case.logs_in("AWSCURRENT").await);
+
+    server
+        .run(&format!(
+            "ALTER ROLE {} PASSWORD {}",
+            ident(&user),
+            literal("changed-Elsewhere-1")
+        ))
+        .await;
+    let (step, err) = case.rotate().await.unwrap_err();
+    assert_eq!(step, Step::SetSecret);
+    assert_eq!(err.kind(), ErrorKind::Target);
+    assert!(
+        err.to_string()
+            .contains("unable to log in with previous, current or pending"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn case12_alternating_current_refused_means_master_never_read() {
+    let server = PgServer::named("pg15");
+    let user = format!("app_{}", random_hex(4));
+    let case = Case::alternating(&server, &user, true).await;
+    server
+        .run(&format!(
+            "ALTER ROLE {} PASSWORD {}",
+            ident(&user),
+            literal("changed-Elsewhere-1")
+        ))
+        .await;
+    let (step, err) = case.rotate().await.unwrap_err();
+    assert_eq!(step, Step::SetSecret);
+    assert!(err.to_string().contains("master secret was not used"), "{err}");
+    let master_arn = case.master_arn.as_deref().unwrap();
+    assert_eq!(
+        calls_about(&case.store.calls(), master_arn),
+        0,
+        "the master secret was never read"
+    );
+    assert!(
+        server.stored_verifier(&format!("{user}_clone")).await.is_none(),
+        "no clone created"
+    );
+}
+
+#[tokio::test]
+async fn case13_usernames_are_identifiers_never_sql() {
+    let names = [
+        r#"We"ird; DROP ROLE postgres; --"#,
+        "Ünïcødé Üser ✓",
+        "UPPER Case",
+        r"back\slash 'quote'",
+    ];
+    for server in PgServer::all() {
+        for (i, name) in names.iter().enumerate() {
+            let user = format!("{name} {}", random_hex(2));
+            let case = if i % 2 == 0 {
+                Case::single(&server, &user, json!({})).await
+            } else {
+                Case::alternating(&server, &user, true).await
+            };
+            case.rotate()
+                .await
+                .unwrap_or_else(|(step, e)| panic!("{} {user:?}: {step}: {e}", server.name));
+            assert!(case.logs_in("AWSCURRENT").await, "{} {user:?}", server.name);
+        }
+        let survived = server
+            .admin()
+            .await
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = 'postgres'", &[])
+            .await;
+        assert!(
+            survived.expect("query").is_some(),
+            "{}: no name was run as SQL",
+            server.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn case14_passwords_with_every_allowed_character_work() {
+    let every: String = (33u8..127).map(char::from).collect(); // all 94 printable ASCII characters
+    for server in PgServer::all() {
+        for strategy in [Strategy::SingleUser, Strategy::AlternatingUsers] {
+            let user = format!("app_{}", random_hex(4));
+            let mut case = match strategy {
+                Strategy::SingleUser => Case::single(&server, &user, json!({})).await,
+                Strategy::AlternatingUsers => Case::alternating(&server, &user, true).await,
+            };
+            let store = Recording::new(case.client.clone()).with_fixed_password(&every);
+            let passwords = Passwords::from_lookup(
+                |name| match name {
+                    "EXCLUDE_CHARACTERS" => Some(String::new()),
+                    "PASSWORD_LENGTH" => Some("94".to_owned()),
+                    _ => None,
+                },
+                "",
+            );
+            case.rotor = Rotor::with_passwords(Ok(DatabaseEngine::new(driver(), strategy)), store, passwords);
+            case.rotate()
+                .await
+                .unwrap_or_else(|(step, e)| panic!("{} {strategy}: {step}: {e}", server.name));
+            let (user, password) = case.credentials("AWSCURRENT").await;
+            assert_eq!(password, every);
+            assert!(server.logs_in(&user, &every).await, "{} {strategy}", server.name);
+        }
+    }
+}
+
+/// Logs in with the driver directly, as `user`/`INITIAL` on `host:port` with `tls` keys.
+async fn login(
+    driver: &Postgres,
+    host: &str,
+    port: u16,
+    user: &str,
+    tls: Value,
+) -> Result<bool, secret_rotor::Error> {
+    let mut value =
+        json!({"engine": "postgres", "host": host, "port": port, "username": user, "password": INITIAL});
+    for (key, v) in tls.as_object().unwrap().clone() {
+        value[key] = v;
+    }
+    let secret = DatabaseSecret::parse(&SecretString::from(value.to_string()), &["postgres"], 5432)?;
+    use rotor_database::Database;
+    let session = driver
+        .login(&secret, Deadline::after(std::time::Duration::from_secs(10)))
+        .await?;
+    Ok(session.tls)
+}
+
+/// Name, driver (trust roots), host, port, secret keys, expected: encrypted or error text.
+type TlsCase<'a> = (&'a str, &'a Postgres, &'a str, u16, Value, Result<bool, &'a str>);
+
+#[tokio::test]
+async fn case19_tls_matrix() {
+    for server in PgServer::all() {
+        let user = format!("tls_{}", random_hex(4));
+        server
+            .run(&format!(
+                "CREATE ROLE {} LOGIN PASSWORD {}",
+                ident(&user),
+                literal(INITIAL)
+            ))
+            .await;
+        let trusted = driver();
+        let wrong_ca = Postgres::new(TlsConfigs::new(Some(ca("ROTOR_TLS_OTHER_CA"))));
+        let no_tls_port = tls_refusing_proxy(server.port).await;
+        let port = server.port;
+        let ip = "127.0.0.1";
+        let wrong_name = "127.0.0.2"; // served, but not in the certificate
+        let tls = true;
+        let plain = false;
+        let cases: Vec<TlsCase> = vec![
+            ("default, trusted CA", &trusted, ip, port, json!({}), Ok(tls)),
+            (
+                "default, wrong CA: no downgrade",
+                &wrong_ca,
+                ip,
+                port,
+                json!({}),
+                Err("TLS failed"),
+            ),
+            (
+                "default, wrong host name",
+                &trusted,
+                wrong_name,
+                port,
+                json!({}),
+                Err("TLS failed"),
+            ),
+            (
+                "default, server without TLS",
+                &trusted,
+                ip,
+                no_tls_port,
+                json!({}),
+                Ok(plain),
+            ),
+            (
+                "unrecognised ssl value = default",
+                &trusted,
+                ip,
+                port,
+                json!({"ssl": "maybe"}),
+                Ok(tls),
+            ),
+            ("ssl true", &trusted, ip, port, json!({"ssl": true}), Ok(tls)),
+            (
+                "ssl \"true\", wrong CA",
+                &wrong_ca,
+                ip,
+                port,
+                json!({"ssl": "true"}),
+                Err("TLS failed"),
+            ),
+            (
+                "ssl true, server without TLS",
+                &trusted,
+                ip,
+                no_tls_port,
+                json!({"ssl": true}),
+                Err(""),
+            ),
+            ("ssl false", &trusted, ip, port, json!({"ssl": false}), Ok(plain)),
+            (
+                "ssl \"false\"",
+                &wrong_ca,
+                ip,
+                port,
+                json!({"ssl": "false"}),
+                Ok(plain),
+            ),
+            (
+                "sslmode disable",
+                &trusted,
+                ip,
+                port,
+                json!({"sslmode": "disable"}),
+                Ok(plain),
+            ),
+            (
+                "sslmode prefer, wrong CA",
+                &wrong_ca,
+                ip,
+                port,
+                json!({"sslmode": "prefer"}),
+                Err("TLS failed"),
+            ),
+            (
+                "sslmode require, wrong CA",
+                &wrong_ca,
+                ip,
+                port,
+                json!({"sslmode": "require"}),
+                Ok(tls),
+            ),
+            (
+                "sslmode require, no TLS",
+                &trusted,
+                ip,
+                no_tls_port,
+                json!({"sslmode": "require"}),
+                Err(""),
+            ),
+            (
+                "sslmode verify-ca, wrong host name",
+                &trusted,
+                wrong_name,
+                port,
+                json!({"sslmode": "verify-ca"}),
+                Ok(tls),
+            ),
+            (
+                "sslmode verify-ca, wrong CA",
+                &wrong_ca,
+                ip,
+                port,
+                json!({"sslmode": "verify-ca"}),
+                Err("TLS failed"),
+            ),
+            (
+                "sslmode verify-full, localhost",
+                &trusted,
+                "localhost",
+                port,
+                json!({"sslmode": "verify-full"}),
+                Ok(tls),
+            ),
+            (
+                "sslmode verify-full, wrong name",
+                &trusted,
+                wrong_name,
+                port,
+                json!({"sslmode": "verify-full"}),
+                Err("TLS failed"),
+            ),
+            (
+                "sslmode wins over ssl",
+                &trusted,
+                ip,
+                port,
+                json!({"ssl": false, "sslmode": "verify-full"}),
+                Ok(tls),
+            ),
+            (
+                "sslmode bogus",
+                &trusted,
+                ip,
+                port,
+                json!({"sslmode": "allow"}),
+                Err("key `sslmode` must be"),
+            ),
+        ];
+        for (name, driver, host, port, keys, expected) in cases {
+            let outcome = login(driver, host, port, &user, keys).await;
+            match (expected, outcome) {
+                (Ok(expected), Ok(encrypted)) => assert_eq!(encrypted, expected, "{}: {name}", server.name),
+                (Err(expected), Err(err)) => {
+                    assert!(
+                        err.to_string().contains(expected),
+                        "{}: {name}: {err}",
+                        server.name
+                    );
+                    assert_ne!(err.kind(), ErrorKind::Transient, "{}: {name}: {err}", server.name);
+                }
+                (expected, outcome) => {
+                    panic!("{}: {name}: expected {expected:?}, got {outcome:?}", server.name)
+                }
+            }
+        }
+        // A wrong password costs one login attempt, not a second one in plaintext.
+        let before = server
+            .log()
+            .matches(&format!("password authentication failed for user \"{user}\""))
+            .count();
+        let value =
+            json!({"engine": "postgres", "host": ip, "port": port, "username": user, "password": "wrong-1"});
+        let secret =
+            DatabaseSecret::parse(&SecretString::from(value.to_string()), &["postgres"], 5432).unwrap();
+        use rotor_database::Database;
+        let err = trusted
+            .login(&secret, deadline())
+            .await
+            .err()
+            .expect("wrong password refused");
+        assert_eq!(err.kind(), ErrorKind::Target, "{err}");
+        let after = server
+            .log()
+            .matches(&format!("password authentication failed for user \"{user}\""))
+            .count();
+        assert_eq!(after - before, 1, "{}: exactly one login attempt", server.name);
+    }
+}
