@@ -148,7 +148,7 @@ impl<D: Database> Engine for DatabaseEngine<D> {
         let pair = UserPair::of(&current.username);
         let username = self.pending_username(current, &pair);
         if username != current.username {
-            self.db.check_new_username(username)?;
+            self.db.check_new_username(current, username)?;
         }
         Ok(current.with_credentials(username, ctx.new_password().await?))
     }

@@ -11,6 +11,7 @@
 mod engine;
 mod secret;
 mod strategy;
+pub mod tls;
 
 use std::future::Future;
 
@@ -45,9 +46,10 @@ pub trait Database: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Checks that `username` is a valid name for a user created by this function (length
-    /// limits); the error names the limit.
-    fn check_new_username(&self, username: &str) -> Result<(), Error>;
+    /// Checks that `username`, the other user of `current`'s pair, is a valid name for a user
+    /// created by this function (length limits, which may depend on `current`'s `engine`); the
+    /// error names the limit.
+    fn check_new_username(&self, current: &DatabaseSecret, username: &str) -> Result<(), Error>;
 
     /// Logs in with `secret`. A refused login is [`secret_rotor::ErrorKind::Target`]; a network
     /// fault is transient.

@@ -167,7 +167,7 @@ impl Database for Postgres {
         Ok(())
     }
 
-    fn check_new_username(&self, username: &str) -> Result<(), Error> {
+    fn check_new_username(&self, _current: &DatabaseSecret, username: &str) -> Result<(), Error> {
         if username.len() > sql::MAX_IDENTIFIER_BYTES {
             return Err(Error::invalid_secret(format!(
                 "user name {username} is {} bytes, PostgreSQL allows {}: shorten the username so that it \

@@ -1,5 +1,6 @@
-//! TLS to PostgreSQL: the secret's `ssl` / `sslmode` keys, the trust roots, and a rustls
-//! connector for `tokio-postgres`.
+//! TLS to PostgreSQL: the trust roots and the verifiers of each [`TlsMode`] (the secret's
+//! `ssl` / `sslmode` keys, shared with every database engine), and a rustls connector for
+//! `tokio-postgres`.
 //!
 //! Trust roots are the system bundle plus the PEM file named by `DATABASE_CA_BUNDLE` (the RDS
 //! global bundle, a private CA), loaded at the first TLS connection, not at start-up.
@@ -12,60 +13,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
+pub use rotor_database::tls::{TlsMode, CA_BUNDLE_VARIABLE};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use secret_rotor::{Error, SecretJson};
+use secret_rotor::Error;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
-
-/// The environment variable naming an extra CA bundle (PEM) to trust.
-pub const CA_BUNDLE_VARIABLE: &str = "DATABASE_CA_BUNDLE";
-
-/// How a connection uses TLS. libpq's names; where libpq is lax, the difference is noted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    /// Plaintext only (`sslmode: disable`, `ssl: false`).
-    Disable,
-    /// The default: TLS with full verification when the server offers TLS; plaintext (with a
-    /// warning) only when it offers none. Never a fallback on a certificate error or a refused
-    /// login. (libpq's `prefer` does not verify; ours does.)
-    Prefer,
-    /// TLS required, certificate not verified (libpq's meaning; a warning is logged).
-    Require,
-    /// TLS required, certificate chain verified, host name not checked (proxies, CNAMEs).
-    VerifyCa,
-    /// TLS required, chain and host name verified (`ssl: true`).
-    VerifyFull,
-}
-
-impl TlsMode {
-    /// Reads `sslmode` (libpq's names), else the reference's `ssl` key: `true` → verified TLS
-    /// only, `false` → plaintext only, absent or anything else → [`TlsMode::Prefer`].
-    pub fn from_secret(doc: &SecretJson) -> Result<Self, Error> {
-        if let Some(mode) = doc.optional_str("sslmode")? {
-            return match mode.trim().to_ascii_lowercase().as_str() {
-                "disable" => Ok(Self::Disable),
-                "prefer" => Ok(Self::Prefer),
-                "require" => Ok(Self::Require),
-                "verify-ca" => Ok(Self::VerifyCa),
-                "verify-full" => Ok(Self::VerifyFull),
-                _ => Err(Error::invalid_secret(
-                    "key `sslmode` must be one of disable, prefer, require, verify-ca, verify-full",
-                )),
-            };
-        }
-        // The reference's values; anything unrecognised means the default, as there.
-        Ok(match doc.optional_bool("ssl") {
-            Ok(Some(true)) => Self::VerifyFull,
-            Ok(Some(false)) => Self::Disable,
-            _ => Self::Prefer,
-        })
-    }
-}
 
 /// The rustls configurations, built at first use and shared by every connection of the process.
 #[derive(Debug, Default)]

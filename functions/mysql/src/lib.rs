@@ -1,0 +1,459 @@
+//! The MySQL and MariaDB rotation engine (RDS MySQL 8.0/8.4, RDS MariaDB 10.x/11.x, Aurora
+//! MySQL, self-managed).
+//!
+//! [`Mysql`] is the database driver the strategies of `rotor-database` run on. It reads the
+//! server's flavour and version from `SELECT VERSION()` ([`version`]) and picks each statement
+//! for MariaDB, MySQL 5.7 or MySQL 8+/9 ([`sql`]), keeping the account's authentication plugin
+//! and, for `mysql_native_password` accounts, sending the hash computed here instead of the
+//! password. Accounts are `'name'@'host'`: the real host is looked up, never assumed. The clone
+//! of the alternating-users strategy gets the original's host, plugin, TLS requirements and
+//! exactly its privileges, copied from the server's own `SHOW GRANTS` ([`grants`]) and re-synced
+//! at every rotation; it is created locked and unlocked only once all of that is in place.
+
+pub mod grants;
+pub mod sql;
+pub mod version;
+
+use std::path::PathBuf;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, SslOpts};
+use rotor_database::tls::{ca_bundle_from_env, TlsMode};
+use rotor_database::{Database, DatabaseEngine, DatabaseSecret, UserPair};
+use secret_rotor::{Deadline, Error, ErrorKind};
+
+use crate::grants::{grants_of, plugin_in_grants, sync_statements};
+use crate::sql::{Account, Plugin, Statements, TlsRequirement};
+use crate::version::{Flavour, ServerVersion};
+
+/// The environment variable overriding the clone-name limit.
+pub const USERNAME_LIMIT_VARIABLE: &str = "USERNAME_CHARACTER_LIMIT";
+
+/// The engine of the deployed function: MySQL/MariaDB with the strategy of `ROTATION_STRATEGY`.
+pub fn engine_from_env() -> Result<DatabaseEngine<Mysql>, Error> {
+    DatabaseEngine::from_env(Mysql::from_env()?)
+}
+
+/// The MySQL / MariaDB driver.
+#[derive(Debug, Default, Clone)]
+pub struct Mysql {
+    ca_bundle: Option<PathBuf>,
+    username_limit: Option<usize>,
+}
+
+/// An authenticated connection and what the server said about itself.
+pub struct MySession {
+    conn: Conn,
+    /// Flavour and version.
+    pub version: ServerVersion,
+    /// The account the server authenticated (`CURRENT_USER()`).
+    pub account: Account,
+    /// Whether the connection is encrypted.
+    pub tls: bool,
+    backslash_escapes: bool,
+}
+
+/// A row of `mysql.user`: host, plugin, ssl_type, ssl_cipher, x509_issuer, x509_subject.
+type UserRow = (String, String, String, Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// What the driver needs of an account in `mysql.user`.
+struct AccountInfo {
+    host: String,
+    plugin: Plugin,
+    tls: TlsRequirement,
+}
+
+impl MySession {
+    fn statements(&self) -> Statements {
+        Statements {
+            version: self.version,
+            backslash_escapes: self.backslash_escapes,
+        }
+    }
+
+    /// Runs a statement; the error never contains the statement (it may carry a password).
+    async fn run(&mut self, sql: &str, what: &str, deadline: Deadline) -> Result<(), Error> {
+        let conn = &mut self.conn;
+        deadline
+            .run(what, async {
+                conn.query_drop(sql).await.map_err(|e| statement_error(what, &e))
+            })
+            .await
+    }
+
+    /// `SHOW GRANTS FOR account` (or for the session's own account).
+    async fn show_grants(
+        &mut self,
+        account: Option<&Account>,
+        deadline: Deadline,
+    ) -> Result<Vec<String>, Error> {
+        let sql = match account {
+            Some(account) => format!("SHOW GRANTS FOR {}", account.sql()?),
+            None => "SHOW GRANTS".to_owned(),
+        };
+        let conn = &mut self.conn;
+        deadline
+            .run("SHOW GRANTS", async {
+                conn.query::<String, _>(sql)
+                    .await
+                    .map_err(|e| statement_error("SHOW GRANTS", &e))
+            })
+            .await
+    }
+
+    /// The accounts of `user` in `mysql.user`.
+    async fn accounts(&mut self, user: &str, deadline: Deadline) -> Result<Vec<AccountInfo>, Error> {
+        let conn = &mut self.conn;
+        let rows: Vec<UserRow> = deadline
+            .run("reading mysql.user", async {
+                conn.exec(
+                    "SELECT Host, plugin, CAST(ssl_type AS CHAR), ssl_cipher, x509_issuer, x509_subject \
+                     FROM mysql.user WHERE User = ?",
+                    (user,),
+                )
+                .await
+                .map_err(|e| statement_error("reading mysql.user", &e))
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(host, plugin, ssl_type, cipher, issuer, subject)| {
+                let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+                let tls = TlsRequirement {
+                    ssl_type,
+                    cipher: text(cipher),
+                    issuer: text(issuer),
+                    subject: text(subject),
+                };
+                AccountInfo {
+                    host,
+                    plugin: Plugin::from_name(&plugin),
+                    tls,
+                }
+            })
+            .collect())
+    }
+}
+
+impl Mysql {
+    /// A driver trusting the built-in roots and `ca_bundle`, with an optional clone-name limit.
+    pub fn new(ca_bundle: Option<PathBuf>, username_limit: Option<usize>) -> Self {
+        Self {
+            ca_bundle,
+            username_limit,
+        }
+    }
+
+    /// Reads `DATABASE_CA_BUNDLE` and `USERNAME_CHARACTER_LIMIT`.
+    pub fn from_env() -> Result<Self, Error> {
+        let limit =
+            match std::env::var(USERNAME_LIMIT_VARIABLE) {
+                Err(_) => None,
+                Ok(value) => Some(value.trim().parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(
+                    || {
+                        Error::configuration(format!(
+                            "{USERNAME_LIMIT_VARIABLE}={value:?} is not a positive whole number"
+                        ))
+                    },
+                )?),
+            };
+        Ok(Self::new(ca_bundle_from_env(), limit))
+    }
+
+    fn ssl_opts(&self, mode: TlsMode) -> Option<SslOpts> {
+        let mut opts = SslOpts::default();
+        if let Some(path) = &self.ca_bundle {
+            opts = opts.with_root_certs(vec![path.clone().into()]);
+        }
+        match mode {
+            TlsMode::Disable => None,
+            TlsMode::Prefer | TlsMode::VerifyFull => Some(opts),
+            TlsMode::VerifyCa => Some(opts.with_danger_skip_domain_validation(true)),
+            TlsMode::Require => Some(opts.with_danger_accept_invalid_certs(true)),
+        }
+    }
+
+    async fn connect(
+        &self,
+        secret: &DatabaseSecret,
+        ssl: Option<SslOpts>,
+        deadline: Deadline,
+    ) -> Result<Conn, mysql_async::Error> {
+        let opts = OptsBuilder::default()
+            .ip_or_hostname(secret.host.clone())
+            .tcp_port(secret.port)
+            .user(Some(secret.username.clone()))
+            .pass(Some(secret.password.expose().to_owned()))
+            .db_name(secret.dbname.clone())
+            .prefer_socket(false)
+            .ssl_opts(ssl);
+        match tokio::time::timeout_at(deadline.instant().into(), Conn::new(opts)).await {
+            Ok(result) => result,
+            Err(_) => Err(mysql_async::Error::Io(mysql_async::IoError::Io(
+                std::io::ErrorKind::TimedOut.into(),
+            ))),
+        }
+    }
+}
+
+impl Database for Mysql {
+    type Session = MySession;
+
+    fn name(&self) -> &str {
+        "mysql"
+    }
+
+    fn engines(&self) -> &[&str] {
+        &["mysql", "aurora-mysql", "mariadb"]
+    }
+
+    fn default_port(&self) -> u16 {
+        3306
+    }
+
+    fn default_excluded_characters(&self) -> &str {
+        "/@\"'\\"
+    }
+
+    fn validate(&self, secret: &DatabaseSecret) -> Result<(), Error> {
+        TlsMode::from_secret(secret.doc())?;
+        secret.doc().optional_str("userhost")?;
+        sql::quote_identifier(&secret.username).map(drop)
+    }
+
+    fn check_new_username(&self, current: &DatabaseSecret, username: &str) -> Result<(), Error> {
+        let (limit, why) = match (self.username_limit, current.engine.as_deref()) {
+            (Some(limit), _) => (limit, USERNAME_LIMIT_VARIABLE),
+            (None, Some("mariadb")) => (80, "MariaDB's limit"),
+            (None, _) => (32, "MySQL's limit"),
+        };
+        let length = username.chars().count();
+        if length > limit {
+            return Err(Error::invalid_secret(format!(
+                "user name {username} is {length} characters, over {limit} ({why}): shorten the username so \
+                 that it fits with the `_clone` suffix, or set {USERNAME_LIMIT_VARIABLE}"
+            )));
+        }
+        sql::quote_identifier(username).map(drop)
+    }
+
+    async fn login(&self, secret: &DatabaseSecret, deadline: Deadline) -> Result<MySession, Error> {
+        let mode = TlsMode::from_secret(secret.doc())?;
+        let who = format!("user {} on {}:{}", secret.username, secret.host, secret.port);
+        let (conn, tls) = match self.connect(secret, self.ssl_opts(mode), deadline).await {
+            Ok(conn) => (conn, mode != TlsMode::Disable),
+            Err(mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer))
+                if mode == TlsMode::Prefer =>
+            {
+                tracing::warn!(host = %secret.host, port = secret.port, "the server does not offer TLS: connecting without encryption");
+                let conn = self
+                    .connect(secret, None, deadline)
+                    .await
+                    .map_err(|e| login_error(&who, &e))?;
+                (conn, false)
+            }
+            // mysql_async 0.37 ignores "skip domain validation" with current rustls (its issue
+            // #404, fixed upstream after 0.37.1): say so rather than report a bare name error.
+            Err(e) if mode == TlsMode::VerifyCa && e.to_string().contains("not valid for name") => {
+                return Err(Error::target(format!(
+                    "{who}: sslmode verify-ca cannot skip the host-name check with this driver version \
+                     (the certificate does not name {}): connect with a host name the certificate \
+                     names and sslmode verify-full, or use sslmode require",
+                    secret.host
+                )))
+            }
+            Err(e) => return Err(login_error(&who, &e)),
+        };
+        if mode == TlsMode::Require {
+            tracing::warn!(host = %secret.host, port = secret.port, "sslmode=require: the server certificate is not verified");
+        }
+        let mut conn = conn;
+        let row: Option<(String, String, String)> = deadline
+            .run("reading the server version", async {
+                conn.query_first("SELECT VERSION(), CURRENT_USER(), @@SESSION.sql_mode")
+                    .await
+                    .map_err(|e| statement_error("SELECT VERSION()", &e))
+            })
+            .await?;
+        let (version, current_user, sql_mode) =
+            row.ok_or_else(|| Error::transient("the server answered SELECT VERSION() with no row"))?;
+        let account = Account::from_current_user(&current_user)
+            .ok_or_else(|| Error::transient("cannot read CURRENT_USER() as user@host"))?;
+        Ok(MySession {
+            conn,
+            version: ServerVersion::parse(&version)?,
+            account,
+            tls,
+            backslash_escapes: !sql_mode.to_ascii_uppercase().contains("NO_BACKSLASH_ESCAPES"),
+        })
+    }
+
+    async fn check(&self, session: &mut MySession, deadline: Deadline) -> Result<(), Error> {
+        session.run("SELECT 1", "SELECT 1", deadline).await
+    }
+
+    async fn set_own_password(
+        &self,
+        session: &mut MySession,
+        pending: &DatabaseSecret,
+        deadline: Deadline,
+    ) -> Result<(), Error> {
+        let plugin = match session.version.flavour {
+            // MariaDB's SET PASSWORD takes a hash only for native accounts: read the plugin from
+            // the account's own grants (no privilege needed, unlike mysql.user).
+            Flavour::MariaDb => {
+                let lines = session.show_grants(None, deadline).await?;
+                Plugin::from_name(&plugin_in_grants(lines.iter().map(String::as_str)).unwrap_or_default())
+            }
+            Flavour::MySql => Plugin::Native,
+        };
+        let statement = session.statements().own_password(&plugin, &pending.password)?;
+        session.run(&statement, "setting the password", deadline).await
+    }
+
+    async fn set_user_password(
+        &self,
+        master: &mut MySession,
+        pair: &UserPair,
+        pending: &DatabaseSecret,
+        deadline: Deadline,
+    ) -> Result<(), Error> {
+        let statements = master.statements();
+        let originals = master.accounts(&pair.original, deadline).await?;
+        let chosen = pending.doc().optional_str("userhost")?;
+        let hosts: Vec<&str> = originals.iter().map(|account| account.host.as_str()).collect();
+        let AccountInfo { host, plugin, tls } = match (chosen, originals.as_slice()) {
+            (Some(host), _) => originals.iter().find(|account| account.host == host).ok_or_else(|| {
+                Error::invalid_secret(format!("key `userhost` is {host:?}, but user {} has accounts on {hosts:?}", pair.original))
+            })?,
+            (None, [only]) => only,
+            (None, []) => return Err(Error::target(format!("user {} has no account on this server", pair.original))),
+            (None, _) => {
+                return Err(Error::invalid_secret(format!(
+                    "user {} has accounts on several hosts {hosts:?}: add the key `userhost` to the secret to choose one",
+                    pair.original
+                )))
+            }
+        };
+        let original = Account {
+            user: pair.original.clone(),
+            host: host.clone(),
+        };
+        let target = Account {
+            user: pending.username.clone(),
+            host: host.clone(),
+        };
+        if !pair.is_clone(&pending.username) {
+            let sql = statements.user_password(&target, plugin, &pending.password)?;
+            return master.run(&sql, "setting the password", deadline).await;
+        }
+        let existing = master
+            .accounts(&target.user, deadline)
+            .await?
+            .into_iter()
+            .find(|account| account.host == target.host);
+        let desired_lines = master.show_grants(Some(&original), deadline).await?;
+        let desired = grants_of(desired_lines.iter().map(String::as_str), &original);
+        let actual = match &existing {
+            Some(_) => {
+                let lines = master.show_grants(Some(&target), deadline).await?;
+                grants_of(lines.iter().map(String::as_str), &target)
+            }
+            None => {
+                let sql = statements.create_locked(&target, plugin, &pending.password)?;
+                master.run(&sql, "creating the clone", deadline).await?;
+                tracing::info!(user = %target.user, host = %target.host, "created the clone account (locked)");
+                Default::default()
+            }
+        };
+        // Privileges and TLS requirements first; the password and the unlock last, so the clone
+        // never logs in without the original's privileges, even after a crash half-way.
+        let sync = sync_statements(&desired, &actual, &target)?;
+        if !sync.is_empty() {
+            tracing::info!(user = %target.user, statements = sync.len(), "syncing the clone's privileges");
+        }
+        for statement in &sync {
+            // Privilege statements carry no secret: name the one that failed.
+            master
+                .run(statement, &format!("copying privileges ({statement})"), deadline)
+                .await?;
+        }
+        master
+            .run(
+                &statements.require(&target, tls)?,
+                "copying TLS requirements",
+                deadline,
+            )
+            .await?;
+        if let Some(clone) = &existing {
+            let sql = statements.user_password(&target, &clone.plugin, &pending.password)?;
+            master.run(&sql, "setting the password", deadline).await?;
+        }
+        master
+            .run(
+                &format!("ALTER USER {} ACCOUNT UNLOCK", target.sql()?),
+                "unlocking the clone",
+                deadline,
+            )
+            .await
+    }
+}
+
+/// Maps a login failure: refused credentials and TLS problems are the target's answer, network
+/// faults are transient. Messages name the user and server, never the password.
+fn login_error(who: &str, e: &mysql_async::Error) -> Error {
+    match e {
+        mysql_async::Error::Server(server) => {
+            let kind = match server.code {
+                1044 | 1045 | 1049 | 1129 | 1130 | 1251 | 3118 | 3159 | 4151 => ErrorKind::Target,
+                _ => ErrorKind::Transient,
+            };
+            Error::new(
+                kind,
+                format!("{who}: login refused: {} ({})", server.message, server.code),
+            )
+        }
+        mysql_async::Error::Io(mysql_async::IoError::Tls(tls)) => {
+            Error::target(format!("{who}: TLS failed: {tls}"))
+        }
+        mysql_async::Error::Driver(driver) => Error::target(format!("{who}: {driver}")),
+        // rustls' handshake errors arrive as I/O errors.
+        mysql_async::Error::Io(io) if is_tls_failure(&io.to_string()) => {
+            Error::target(format!("{who}: TLS failed: {io}"))
+        }
+        other => Error::transient(format!("{who}: {other}")),
+    }
+}
+
+fn is_tls_failure(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    ["certificate", "tls", "handshake", "peer sent"]
+        .iter()
+        .any(|word| message.contains(word))
+}
+
+/// Server errors that mean "not allowed" rather than "try again".
+const REFUSALS: &[u16] = &[
+    1044, 1045, 1064, 1142, 1143, 1227, 1370, 1396, 1410, 1698, 1699, 1819, 1827, 3530,
+];
+
+/// Maps a statement failure; the statement itself is never included.
+fn statement_error(what: &str, e: &mysql_async::Error) -> Error {
+    match e {
+        mysql_async::Error::Server(server) => {
+            let kind = if REFUSALS.contains(&server.code) {
+                ErrorKind::Target
+            } else {
+                ErrorKind::Transient
+            };
+            // A syntax error (1064) quotes the statement, which may carry a password.
+            let message = if server.code == 1064 {
+                "syntax error"
+            } else {
+                server.message.as_str()
+            };
+            Error::new(kind, format!("{what} failed: {message} ({})", server.code))
+        }
+        other => Error::transient(format!("{what} failed: {other}")),
+    }
+}
