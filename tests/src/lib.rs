@@ -9,6 +9,7 @@
 pub mod mariadb_server;
 pub mod memory_engine;
 pub mod postgres_server;
+pub mod ssh_hosts;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
