@@ -41,6 +41,27 @@ impl Deadline {
         Self::after(deadline.duration_since(SystemTime::now()).unwrap_or_default())
     }
 
+    /// From the Runtime API's `Lambda-Runtime-Deadline-Ms`: milliseconds since the Unix epoch.
+    /// Values before 2001 cannot be an absolute deadline; some emulators (cargo-lambda's) send
+    /// the timeout itself there, so such a value is read as milliseconds from now.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use secret_rotor::Deadline;
+    /// let relative = Deadline::from_runtime_ms(600_000);
+    /// assert!(relative.remaining() > Duration::from_secs(590));
+    /// let past = Deadline::from_runtime_ms(1_700_000_000_000); // November 2023
+    /// assert_eq!(past.remaining(), Duration::ZERO);
+    /// ```
+    pub fn from_runtime_ms(deadline_ms: u64) -> Self {
+        const YEAR_2001_MS: u64 = 978_307_200_000;
+        if deadline_ms < YEAR_2001_MS {
+            Self::after(Duration::from_millis(deadline_ms))
+        } else {
+            Self::from_system_time(SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_ms))
+        }
+    }
+
     /// The instant work must be done by.
     pub fn instant(&self) -> Instant {
         self.at

@@ -100,5 +100,6 @@ pub use protocol::{rotate, Outcome};
 pub use runtime::{run, Rotor};
 pub use secret::{SecretJson, SecretString};
 pub use store::{
-    BoxFuture, SecretDescription, SecretsManager, SecretsStore, Version, AWSCURRENT, AWSPENDING, AWSPREVIOUS,
+    error_chain, BoxFuture, SecretDescription, SecretsManager, SecretsStore, Version, AWSCURRENT, AWSPENDING,
+    AWSPREVIOUS,
 };

@@ -126,7 +126,7 @@ pub async fn run<E: Engine>(engine: Result<E, Error>) -> Result<(), lambda_runti
     let rotor = Rotor::new(engine, store);
     let rotor = &rotor;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let deadline = Deadline::from_system_time(event.context.deadline());
+        let deadline = Deadline::from_runtime_ms(event.context.deadline);
         rotor
             .handle_json(&event.payload, deadline)
             .await

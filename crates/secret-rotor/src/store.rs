@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::Client;
 
 use crate::error::{Error, ErrorKind};
@@ -144,7 +144,7 @@ impl SecretsManager {
 fn sdk_error<E, R>(operation: &str, secret_id: &str, err: SdkError<E, R>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     match &err {
         SdkError::ServiceError(service) => {
@@ -174,13 +174,30 @@ where
         }
         SdkError::ConstructionFailure(_) => Error::configuration(format!(
             "{operation} on {secret_id} could not be built: {}",
-            DisplayErrorContext(&err)
+            error_chain(&err)
         )),
         _ => Error::transient(format!(
             "{operation} on {secret_id} failed: {}",
-            DisplayErrorContext(&err)
+            error_chain(&err)
         )),
     }
+}
+
+/// The Display of an error and its sources. Never the `Debug` form (which the SDK's
+/// `DisplayErrorContext` appends): for a response error that holds the raw HTTP response, and a
+/// `GetSecretValue` body is the secret.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn is_not_found<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {

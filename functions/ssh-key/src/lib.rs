@@ -228,6 +228,13 @@ impl SshSecret {
     async fn login(&self, host: &Host, key: &Arc<PrivateKey>, deadline: Deadline) -> Result<Remote, Error> {
         Remote::connect(host, &self.username, key, deadline).await
     }
+
+    /// Logs in to `host` with this secret's own key (host key checked against its pin) and
+    /// logs out: a preflight that changes nothing.
+    pub async fn check_login(&self, host: &Host, deadline: Deadline) -> Result<(), Error> {
+        self.login(host, &self.key, deadline).await?.close().await;
+        Ok(())
+    }
 }
 
 /// Reads `authorized_keys`, applies `edit`, and writes the result back if it changed.

@@ -1,0 +1,170 @@
+//! `rotor`: the operator CLI (see the library documentation).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use rotor_cli::check::{check, CheckArgs, EngineKind};
+use rotor_cli::output::Output;
+use rotor_cli::rotate::{rotate, RotateArgs};
+use rotor_cli::status::status;
+use rotor_cli::{secrets_manager, CliError, Exit};
+use rotor_database::Strategy;
+use secret_rotor::Step;
+
+#[derive(Parser)]
+#[command(
+    name = "rotor",
+    version,
+    about = "Drive, diagnose and preflight Secrets Manager rotations"
+)]
+struct Cli {
+    /// One JSON document on stdout instead of human output.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Secrets Manager endpoint (default: the AWS SDK's configuration, AWS_ENDPOINT_URL included).
+    #[arg(long, global = true, value_name = "URL")]
+    endpoint: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Rotate a secret: in AWS (RotateSecret, then follow it), or --local through the Invoke API.
+    Rotate {
+        /// Secret name or ARN.
+        secret: String,
+        /// Play Secrets Manager here, invoking the function through a local Invoke API.
+        #[arg(long)]
+        local: bool,
+        /// The local Invoke API.
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9000")]
+        invoke_endpoint: String,
+        /// The function to invoke (default: the secret's rotation function).
+        #[arg(long)]
+        function: Option<String>,
+        /// Run only this step (local; needs --token).
+        #[arg(long, value_enum)]
+        step: Option<StepArg>,
+        /// The version token (default: a new one).
+        #[arg(long)]
+        token: Option<String>,
+        /// Seconds to wait for a step (local) or the whole rotation (AWS).
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Versions, labels, schedule, rotation function, and what to do if a rotation is stuck.
+    Status {
+        /// Secret name or ARN.
+        secret: String,
+    },
+    /// Preflight: parse the secret, log in with AWSCURRENT (and the master), change nothing.
+    Check {
+        /// Secret name or ARN.
+        secret: String,
+        /// The function the secret belongs to.
+        #[arg(long, value_enum)]
+        engine: EngineArg,
+        /// Its strategy (databases).
+        #[arg(long, value_enum, default_value = "single-user")]
+        strategy: StrategyArg,
+        /// Extra CA bundle (PEM), as the function's DATABASE_CA_BUNDLE.
+        #[arg(long, env = "DATABASE_CA_BUNDLE")]
+        ca_bundle: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StepArg {
+    #[value(name = "createSecret")]
+    Create,
+    #[value(name = "setSecret")]
+    Set,
+    #[value(name = "testSecret")]
+    Test,
+    #[value(name = "finishSecret")]
+    Finish,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EngineArg {
+    Postgres,
+    Mysql,
+    SshKey,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StrategyArg {
+    SingleUser,
+    AlternatingUsers,
+}
+
+async fn run(cli: Cli, out: &mut Output) -> Result<Exit, CliError> {
+    let client = secrets_manager(cli.endpoint.as_deref()).await;
+    match cli.command {
+        Command::Rotate {
+            secret,
+            local,
+            invoke_endpoint,
+            function,
+            step,
+            token,
+            timeout,
+        } => {
+            let step = step.map(|s| match s {
+                StepArg::Create => Step::CreateSecret,
+                StepArg::Set => Step::SetSecret,
+                StepArg::Test => Step::TestSecret,
+                StepArg::Finish => Step::FinishSecret,
+            });
+            let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let logs = aws_sdk_cloudwatchlogs::Client::new(&shared);
+            let args = RotateArgs {
+                secret,
+                local,
+                invoke_endpoint,
+                function,
+                step,
+                token,
+                timeout: Duration::from_secs(timeout),
+            };
+            rotate(&client, &logs, &args, out).await
+        }
+        Command::Status { secret } => status(&client, &secret, out).await,
+        Command::Check {
+            secret,
+            engine,
+            strategy,
+            ca_bundle,
+        } => {
+            let args = CheckArgs {
+                secret,
+                engine: match engine {
+                    EngineArg::Postgres => EngineKind::Postgres,
+                    EngineArg::Mysql => EngineKind::Mysql,
+                    EngineArg::SshKey => EngineKind::SshKey,
+                },
+                strategy: match strategy {
+                    StrategyArg::SingleUser => Strategy::SingleUser,
+                    StrategyArg::AlternatingUsers => Strategy::AlternatingUsers,
+                },
+                ca_bundle,
+            };
+            check(&client, &args, out).await
+        }
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut out = Output::new(cli.json);
+    let (exit, error) = match run(cli, &mut out).await {
+        Ok(exit) => (exit, None),
+        Err(err) => (err.exit, Some(err.message)),
+    };
+    out.finish(exit, error.as_deref());
+    ExitCode::from(exit as u8)
+}

@@ -1,0 +1,252 @@
+//! End to end as Lambda runs it: every engine and strategy, its real function binary started by
+//! the harness behind cargo-lambda's Runtime and Invoke APIs (the environment Lambda sets, logs at
+//! TRACE), driven through the Invoke API by a driver that plays Secrets Manager — with a
+//! `RotationToken` in every event — rotating twice, the application's view checked on the real
+//! server after each rotation, and the function's whole log searched for every secret it handled.
+
+use std::time::Duration;
+
+use aws_sdk_secretsmanager::Client;
+use rotor_cli::invoke::InvokeClient;
+use rotor_tests::lambda::LambdaFunction;
+use rotor_tests::mariadb_server::MariaDb;
+use rotor_tests::postgres_server::{ident, PgServer};
+use rotor_tests::ssh_hosts::{keygen, ssh_user, SshHost};
+use rotor_tests::*;
+use secret_rotor::Step;
+use serde_json::{json, Value};
+
+/// Plays Secrets Manager for one rotation through the Invoke API; returns the secrets handled
+/// (for the leak check).
+async fn rotate_through_invoke_api(function: &LambdaFunction, client: &Client, arn: &str) -> Vec<String> {
+    let invoker = InvokeClient::new(&function.invoke_endpoint).expect("endpoint");
+    let token = new_token();
+    let rotation_token = format!("rotation-token-{}", random_hex(16));
+    start_rotation(client, arn, &token).await;
+    for step in Step::ALL {
+        let event = json!({"Step": step.as_str(), "SecretId": arn, "ClientRequestToken": token,
+                           "RotationToken": rotation_token});
+        if let Err(err) = invoker
+            .invoke(&function.name, &event, Duration::from_secs(60))
+            .await
+        {
+            panic!("{}: {step} failed: {err}\n{}", function.name, function.logs());
+        }
+    }
+    end_rotation(client, arn, &token).await;
+    let current = value_at(client, arn, "AWSCURRENT").await;
+    let mut secrets = vec![rotation_token];
+    for key in ["password", "private_key"] {
+        if let Some(secret) = current[key].as_str() {
+            secrets.push(secret.to_owned());
+        }
+    }
+    secrets
+}
+
+fn assert_no_leak(function: &LambdaFunction, secrets: &[String]) {
+    let logs = function.logs();
+    assert!(
+        logs.contains("\"step\":\"finishSecret\""),
+        "{}: the function logged its steps",
+        function.name
+    );
+    assert!(
+        logs.contains("\"level\":\"TRACE\"") || logs.contains("\"level\":\"DEBUG\""),
+        "{}: verbose logs",
+        function.name
+    );
+    for secret in secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "{}: a secret reached the function's logs",
+            function.name
+        );
+        // A private key is checked line by line too (the PEM body without its armour).
+        for line in secret.lines().filter(|l| l.len() > 20 && !l.starts_with("-----")) {
+            assert!(
+                !logs.contains(line),
+                "{}: part of a private key reached the logs",
+                function.name
+            );
+        }
+    }
+}
+
+fn str_of(value: &Value, key: &str) -> String {
+    value[key].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn postgres_both_strategies_through_the_runtime_api() {
+    let server = PgServer::named("pg17");
+    let ca = stack_setting("ROTOR_TLS_CA").expect("CA");
+    let client = secrets_manager_client().await;
+    for strategy in ["single-user", "alternating-users"] {
+        let user = format!("rt_{}", random_hex(4));
+        let master = format!("rt_master_{}", random_hex(4));
+        server
+            .run(&format!(
+                "CREATE ROLE {u} LOGIN PASSWORD 'initial-Password-1'; \
+                 CREATE ROLE {m} LOGIN CREATEROLE PASSWORD 'master-Password-1'; GRANT {u} TO {m} WITH ADMIN OPTION;",
+                u = ident(&user),
+                m = ident(&master)
+            ))
+            .await;
+        let master_arn = create_secret(
+            &client,
+            "rt-pg-master",
+            &json!({"engine": "postgres", "host": "127.0.0.1", "port": server.port, "username": master,
+                    "password": "master-Password-1"})
+            .to_string(),
+        )
+        .await;
+        let value = json!({"engine": "postgres", "host": "127.0.0.1", "port": server.port, "username": user,
+                           "password": "initial-Password-1", "masterarn": master_arn});
+        let arn = create_secret(&client, "rt-pg", &value.to_string()).await;
+        let function = LambdaFunction::start(
+            "postgres",
+            &[("ROTATION_STRATEGY", strategy), ("DATABASE_CA_BUNDLE", &ca)],
+        );
+        let mut secrets = Vec::new();
+        for _ in 0..2 {
+            secrets.extend(rotate_through_invoke_api(&function, &client, &arn).await);
+            let current = value_at(&client, &arn, "AWSCURRENT").await;
+            let previous = value_at(&client, &arn, "AWSPREVIOUS").await;
+            assert!(
+                server
+                    .logs_in(&str_of(&current, "username"), &str_of(&current, "password"))
+                    .await,
+                "{strategy}"
+            );
+            let previous_works = server
+                .logs_in(&str_of(&previous, "username"), &str_of(&previous, "password"))
+                .await;
+            assert_eq!(
+                previous_works,
+                strategy == "alternating-users",
+                "{strategy}: AWSPREVIOUS"
+            );
+        }
+        assert_no_leak(&function, &secrets);
+    }
+}
+
+#[tokio::test]
+async fn mysql_both_strategies_through_the_runtime_api() {
+    let db = MariaDb::new();
+    let ca = stack_setting("ROTOR_TLS_CA").expect("CA");
+    let client = secrets_manager_client().await;
+    for strategy in ["single-user", "alternating-users"] {
+        let user = format!("rt_{}", random_hex(4));
+        let master = format!("rt_master_{}", random_hex(4));
+        db.run(&format!(
+            "CREATE USER `{user}`@'%' IDENTIFIED BY 'initial-Password-1'; GRANT SELECT ON mysql.* TO `{user}`@'%'; \
+             CREATE USER `{master}`@'%' IDENTIFIED BY 'master-Password-1'; \
+             GRANT ALL PRIVILEGES ON *.* TO `{master}`@'%' WITH GRANT OPTION;"
+        ));
+        let master_arn = create_secret(
+            &client,
+            "rt-mariadb-master",
+            &json!({"engine": "mariadb", "host": "127.0.0.1", "port": db.port, "username": master,
+                    "password": "master-Password-1"})
+            .to_string(),
+        )
+        .await;
+        let value = json!({"engine": "mariadb", "host": "127.0.0.1", "port": db.port, "username": user,
+                           "password": "initial-Password-1", "masterarn": master_arn, "ssl": true});
+        let arn = create_secret(&client, "rt-mariadb", &value.to_string()).await;
+        let function = LambdaFunction::start(
+            "mysql",
+            &[("ROTATION_STRATEGY", strategy), ("DATABASE_CA_BUNDLE", &ca)],
+        );
+        let mut secrets = Vec::new();
+        for _ in 0..2 {
+            secrets.extend(rotate_through_invoke_api(&function, &client, &arn).await);
+            let current = value_at(&client, &arn, "AWSCURRENT").await;
+            let previous = value_at(&client, &arn, "AWSPREVIOUS").await;
+            assert!(
+                db.logs_in(&str_of(&current, "username"), &str_of(&current, "password")),
+                "{strategy}"
+            );
+            let previous_works = db.logs_in(&str_of(&previous, "username"), &str_of(&previous, "password"));
+            assert_eq!(
+                previous_works,
+                strategy == "alternating-users",
+                "{strategy}: AWSPREVIOUS"
+            );
+        }
+        assert_no_leak(&function, &secrets);
+    }
+}
+
+#[tokio::test]
+async fn ssh_key_through_the_runtime_api() {
+    let hosts = SshHost::both();
+    let (private, public) = keygen("initial");
+    for host in &hosts {
+        host.set_authorized_keys(&format!("{public}\n"), 0o600);
+    }
+    let client = secrets_manager_client().await;
+    let value = json!({"username": ssh_user(), "private_key": private, "public_key": public,
+                       "hosts": [hosts[0].address, hosts[1].address],
+                       "host_keys": {hosts[0].address.as_str(): hosts[0].host_key(),
+                                     hosts[1].address.as_str(): hosts[1].host_key()}});
+    let arn = create_secret(&client, "rt-ssh", &value.to_string()).await;
+    let function = LambdaFunction::start("ssh-key", &[]);
+    let mut secrets = vec![private.clone()];
+    let mut previous = private;
+    for _ in 0..2 {
+        secrets.extend(rotate_through_invoke_api(&function, &client, &arn).await);
+        let current = str_of(&value_at(&client, &arn, "AWSCURRENT").await, "private_key");
+        for host in &hosts {
+            assert!(host.logs_in(&current), "{}: AWSCURRENT logs in", host.address);
+            assert!(
+                !host.logs_in(&previous),
+                "{}: the old key is refused",
+                host.address
+            );
+        }
+        previous = current;
+    }
+    assert_no_leak(&function, &secrets);
+}
+
+#[tokio::test]
+async fn a_configuration_error_is_reported_by_every_invocation() {
+    let client = secrets_manager_client().await;
+    let function = LambdaFunction::start("postgres", &[("PASSWORD_LENGTH", "abc")]);
+    let invoker = InvokeClient::new(&function.invoke_endpoint).expect("endpoint");
+    let arn = create_secret(&client, "rt-config", "{}").await;
+    let event = json!({"Step": "createSecret", "SecretId": arn, "ClientRequestToken": new_token()});
+    for _ in 0..2 {
+        let err = invoker
+            .invoke("postgres", &event, Duration::from_secs(30))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("ConfigurationError: ") && text.contains("PASSWORD_LENGTH"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_bad_event_gets_a_typed_error() {
+    let function = LambdaFunction::start("ssh-key", &[]);
+    let invoker = InvokeClient::new(&function.invoke_endpoint).expect("endpoint");
+    let err = invoker
+        .invoke(
+            "ssh-key",
+            &json!({"Step": "deleteSecret", "SecretId": "s", "ClientRequestToken": "t"}),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("InvalidEventError: unknown step `deleteSecret`"),
+        "{err}"
+    );
+}
