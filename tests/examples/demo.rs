@@ -1,92 +1,140 @@
-//! The demo: one real rotation on the local stack, shown step by step.
-//!
-//! Creates a Redis ACL user and its secret (with a master secret) on the local stack's Redis and
-//! Secrets Manager API, then rotates it twice with the example engine, the way Secrets Manager
-//! would, printing each step's outcome and duration and the labels afterwards. Run it with
-//! `scripts/demo`, which starts the stack first.
+//! The demo (`scripts/demo`): on the local stack, a PostgreSQL, a MariaDB and an SSH-key secret,
+//! each rotated by its real function binary running behind the Lambda Runtime API, driven by the
+//! operator CLI (`rotor rotate --local`), with the labels before and after and the proof, checked
+//! on the real servers, that `AWSCURRENT` logs in.
 
 use std::process::Command;
-use std::time::Instant;
 
-use example_redis::RedisAclEngine;
+use rotor_tests::lambda::{workspace_root, LambdaFunction};
+use rotor_tests::mariadb_server::MariaDb;
+use rotor_tests::postgres_server::{ident, PgServer};
+use rotor_tests::ssh_hosts::{keygen, ssh_user, SshHost};
 use rotor_tests::*;
-use secret_rotor::{Passwords, Rotor, Step};
-use serde_json::json;
+use serde_json::{json, Value};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Rotates `arn` with `rotor rotate --local` through `function`, showing the CLI's own output
+/// (the labels before and after, each step's outcome and duration).
+async fn rotate_with_cli(function: &LambdaFunction, arn: &str) -> Result<()> {
+    println!("  $ rotor rotate {arn} --local --function {}", function.name);
+    let status = Command::new(workspace_root().join("target/debug/rotor"))
+        .args([
+            "rotate",
+            arn,
+            "--local",
+            "--invoke-endpoint",
+            &function.invoke_endpoint,
+            "--function",
+            &function.name,
+        ])
+        .env(
+            "AWS_ENDPOINT_URL",
+            stack_setting("AWS_ENDPOINT_URL").ok_or("stack")?,
+        )
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .status()?;
+    if !status.success() {
+        return Err(format!("rotor rotate failed for {arn}").into());
+    }
+    Ok(())
+}
+
+fn text(value: &Value, key: &str) -> String {
+    value[key].as_str().unwrap_or_default().to_owned()
+}
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let port = stack_setting("ROTOR_REDIS_PORT").ok_or("no Redis port: run `scripts/stack up`")?;
+async fn main() -> Result<()> {
     let client = secrets_manager_client().await;
-    let suffix = random_hex(3);
-    let (admin, app) = (format!("demo-admin-{suffix}"), format!("demo-app-{suffix}"));
-    for (user, password, rules) in [
-        (&admin, "admin-Password-1", "+@all"),
-        (&app, "initial-Password-1", "+@read"),
-    ] {
-        let status = Command::new("redis-cli")
-            .args([
-                "-p",
-                &port,
-                "ACL",
-                "SETUSER",
-                user,
-                "on",
-                &format!(">{password}"),
-                "~*",
-                "&*",
-                rules,
-            ])
-            .output()?;
-        if !status.status.success() {
-            return Err(format!("redis-cli failed for {user}").into());
-        }
-    }
-    let master = json!({"engine": "redis", "host": "127.0.0.1", "port": port, "username": admin,
-                        "password": "admin-Password-1"});
-    let master_arn = create_secret(&client, "demo-redis-master", &master.to_string()).await;
-    let secret = json!({"engine": "redis", "host": "127.0.0.1", "port": port, "username": app,
-                        "password": "initial-Password-1", "masterarn": master_arn});
-    let arn = create_secret(&client, "demo-redis-app", &secret.to_string()).await;
-    println!("secret {arn}\n  user {app} on redis 127.0.0.1:{port}, master {admin}");
+    let ca = stack_setting("ROTOR_TLS_CA").ok_or("no CA: run scripts/stack up")?;
+    let tag = random_hex(3);
 
-    let rotor = Rotor::with_passwords(
-        Ok(RedisAclEngine),
-        Recording::new(client.clone()),
-        Passwords::from_env(""),
-    );
-    for rotation in 1..=2 {
-        let token = new_token();
-        println!("rotation {rotation}: token {token}");
-        start_rotation(&client, &arn, &token).await;
-        for step in Step::ALL {
-            let started = Instant::now();
-            let outcome = rotor.handle(&event(step, &arn, &token), deadline()).await;
-            let ms = started.elapsed().as_secs_f64() * 1000.0;
-            match outcome {
-                Ok(outcome) => println!("  {step:<13} {:<16} {ms:7.1} ms", outcome.as_str()),
-                Err(err) => {
-                    println!("  {step:<13} FAILED ({}) {err}", err.kind());
-                    return Err(err.into());
-                }
-            }
-        }
-        end_rotation(&client, &arn, &token).await;
-        for (version, stages) in labels(&client, &arn).await {
-            println!("  version {version}: {}", stages.join(", "));
-        }
-    }
+    println!("== PostgreSQL 17, single user, verified TLS ==");
+    let pg = PgServer::named("pg17");
+    let user = format!("demo_app_{tag}");
+    pg.run(&format!(
+        "CREATE ROLE {} LOGIN PASSWORD 'initial-Password-1'",
+        ident(&user)
+    ))
+    .await;
+    let value = json!({"engine": "postgres", "host": "localhost", "port": pg.port, "username": user,
+                       "password": "initial-Password-1", "dbname": "postgres", "sslmode": "verify-full"});
+    let arn = create_secret(&client, "demo-postgres", &value.to_string()).await;
+    let function = LambdaFunction::start("postgres", &[("DATABASE_CA_BUNDLE", &ca)]);
+    rotate_with_cli(&function, &arn).await?;
     let current = value_at(&client, &arn, "AWSCURRENT").await;
     let previous = value_at(&client, &arn, "AWSPREVIOUS").await;
-    let auth = |password: &serde_json::Value| -> Result<bool, std::io::Error> {
-        let password = password.as_str().unwrap_or_default();
-        let out = Command::new("redis-cli")
-            .args(["-p", &port, "--no-auth-warning", "AUTH", &app, password])
-            .output()?;
-        Ok(String::from_utf8_lossy(&out.stdout).trim() == "OK")
-    };
-    if !auth(&current["password"])? || auth(&previous["password"])? {
-        return Err("Redis does not agree with the secret's labels".into());
+    let now = pg.logs_in(&user, &text(&current, "password")).await;
+    let before = pg.logs_in(&user, &text(&previous, "password")).await;
+    println!(
+        "  proof: AWSCURRENT logs in: {now}; AWSPREVIOUS logs in: {before} (single user: expected false)"
+    );
+    if !now || before {
+        return Err("PostgreSQL does not agree with the labels".into());
     }
-    println!("checked on Redis: AWSCURRENT logs in, AWSPREVIOUS (superseded) no longer does");
+
+    println!("\n== MariaDB 10.11, alternating users, verified TLS ==");
+    let db = MariaDb::new();
+    let (user, master) = (format!("demo_app_{tag}"), format!("demo_master_{tag}"));
+    db.run(&format!(
+        "CREATE USER `{user}`@'%' IDENTIFIED BY 'initial-Password-1'; GRANT SELECT ON mysql.* TO `{user}`@'%'; \
+         CREATE USER `{master}`@'%' IDENTIFIED BY 'master-Password-1'; GRANT ALL ON *.* TO `{master}`@'%' WITH GRANT OPTION;"
+    ));
+    let master_value = json!({"engine": "mariadb", "host": "127.0.0.1", "port": db.port, "username": master,
+                              "password": "master-Password-1"});
+    let master_arn = create_secret(&client, "demo-mariadb-master", &master_value.to_string()).await;
+    let value = json!({"engine": "mariadb", "host": "127.0.0.1", "port": db.port, "username": user,
+                       "password": "initial-Password-1", "masterarn": master_arn, "ssl": true});
+    let arn = create_secret(&client, "demo-mariadb", &value.to_string()).await;
+    let function = LambdaFunction::start(
+        "mysql",
+        &[
+            ("ROTATION_STRATEGY", "alternating-users"),
+            ("DATABASE_CA_BUNDLE", &ca),
+        ],
+    );
+    rotate_with_cli(&function, &arn).await?;
+    let current = value_at(&client, &arn, "AWSCURRENT").await;
+    let previous = value_at(&client, &arn, "AWSPREVIOUS").await;
+    let now = db.logs_in(&text(&current, "username"), &text(&current, "password"));
+    let before = db.logs_in(&text(&previous, "username"), &text(&previous, "password"));
+    println!(
+        "  proof: AWSCURRENT ({}) logs in: {now}; AWSPREVIOUS ({}) logs in: {before} (alternating: expected true)",
+        text(&current, "username"),
+        text(&previous, "username")
+    );
+    if !now || !before {
+        return Err("MariaDB does not agree with the labels".into());
+    }
+
+    println!("\n== SSH key pair on two hosts, host keys pinned ==");
+    let hosts = SshHost::both();
+    let (private, public) = keygen("demo initial key");
+    for host in &hosts {
+        host.set_authorized_keys(&format!("{public}\n"), 0o600);
+    }
+    let value = json!({"username": ssh_user(), "private_key": private, "public_key": public,
+                       "hosts": [hosts[0].address, hosts[1].address],
+                       "host_keys": {hosts[0].address.as_str(): hosts[0].host_key(),
+                                     hosts[1].address.as_str(): hosts[1].host_key_fingerprint()}});
+    let arn = create_secret(&client, "demo-ssh", &value.to_string()).await;
+    let function = LambdaFunction::start("ssh-key", &[]);
+    rotate_with_cli(&function, &arn).await?;
+    let current = text(&value_at(&client, &arn, "AWSCURRENT").await, "private_key");
+    for host in &hosts {
+        let now = host.logs_in(&current);
+        let before = host.logs_in(&private);
+        println!(
+            "  proof: {}: AWSCURRENT key logs in: {now}; the old key: {before} (expected false)",
+            host.address
+        );
+        if !now || before {
+            return Err("an SSH host does not agree with the labels".into());
+        }
+    }
+    println!("\ndone: three secrets rotated by their real functions; every server agrees with AWSCURRENT");
     Ok(())
 }
