@@ -174,6 +174,7 @@ impl<'a, E: Engine> Context<'a, E> {
 
     /// The `AWSCURRENT` value of another secret (a master secret), unparsed.
     pub async fn read_secret(&self, secret_id: &str) -> Result<SecretString, Error> {
+        crate::failpoint!("secrets-manager.get-other.before");
         self.deadline
             .run(
                 format!("reading secret {secret_id}"),
@@ -185,17 +186,25 @@ impl<'a, E: Engine> Context<'a, E> {
 
     /// A new password from the configured source, checked against the policy.
     pub async fn new_password(&self) -> Result<SecretString, Error> {
-        self.deadline
+        crate::failpoint!("secrets-manager.random-password.before");
+        let password = self
+            .deadline
             .run("generating a password", self.passwords.generate(self.store))
-            .await
+            .await?;
+        crate::failpoint!("secrets-manager.random-password.after");
+        Ok(password)
     }
 
     async fn read(&self, version: Version<'_>) -> Result<Option<SecretString>, Error> {
-        self.deadline
+        crate::failpoint!("secrets-manager.get-value.before");
+        let value = self
+            .deadline
             .run(
                 format!("reading {version:?} of {}", self.secret_id),
                 self.store.get_value(self.secret_id, version),
             )
-            .await
+            .await?;
+        crate::failpoint!("secrets-manager.get-value.after");
+        Ok(value)
     }
 }

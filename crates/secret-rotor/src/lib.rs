@@ -81,6 +81,7 @@ mod deadline;
 mod engine;
 mod error;
 mod event;
+pub mod failpoint;
 pub mod logging;
 mod password;
 mod protocol;

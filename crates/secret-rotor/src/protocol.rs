@@ -62,9 +62,11 @@ pub async fn rotate<E: Engine>(
     let token = event.client_request_token.as_str();
     let ctx = Context::new(engine, store, passwords, secret_id, token, event.step, deadline);
 
+    crate::failpoint!("secrets-manager.describe.before");
     let description = deadline
         .run(format!("describing {secret_id}"), store.describe(secret_id))
         .await?;
+    crate::failpoint!("secrets-manager.describe.after");
     if description.rotation_enabled == Some(false) {
         return Err(Error::rotation_state(format!(
             "secret {secret_id} is not enabled for rotation"
@@ -92,12 +94,14 @@ pub async fn rotate<E: Engine>(
             // Validates AWSCURRENT before anything else, so a broken secret is reported as such
             // even on a retry.
             ctx.current().await?;
+            crate::failpoint!("secrets-manager.get-pending.before");
             let existing = deadline
                 .run(
                     "checking for an existing pending value",
                     store.get_value(secret_id, Version::IdWithStage(token, AWSPENDING)),
                 )
                 .await?;
+            crate::failpoint!("secrets-manager.get-pending.after");
             if existing.is_some() {
                 return Ok(Outcome::AlreadyCreated);
             }
@@ -106,12 +110,14 @@ pub async fn rotate<E: Engine>(
             engine
                 .parse(&value)
                 .map_err(|e| e.context("the engine produced a pending value it cannot parse"))?;
+            crate::failpoint!("secrets-manager.put.before");
             deadline
                 .run(
                     "storing the pending value",
                     store.put_pending(secret_id, token, &value, event.rotation_token.as_ref()),
                 )
                 .await?;
+            crate::failpoint!("secrets-manager.put.after");
             Ok(Outcome::Created)
         }
         Step::SetSecret => {
@@ -124,9 +130,11 @@ pub async fn rotate<E: Engine>(
         }
         Step::FinishSecret => {
             let from = description.version_with(AWSCURRENT);
+            crate::failpoint!("secrets-manager.move-current.before");
             deadline
                 .run("moving AWSCURRENT", store.move_current(secret_id, token, from))
                 .await?;
+            crate::failpoint!("secrets-manager.move-current.after");
             engine.after_finish(&ctx).await?;
             Ok(Outcome::Finished)
         }

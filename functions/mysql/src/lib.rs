@@ -73,12 +73,15 @@ impl MySession {
 
     /// Runs a statement; the error never contains the statement (it may carry a password).
     async fn run(&mut self, sql: &str, what: &str, deadline: Deadline) -> Result<(), Error> {
+        secret_rotor::failpoint!("mysql.statement.before");
         let conn = &mut self.conn;
         deadline
             .run(what, async {
                 conn.query_drop(sql).await.map_err(|e| statement_error(what, &e))
             })
-            .await
+            .await?;
+        secret_rotor::failpoint!("mysql.statement.after");
+        Ok(())
     }
 
     /// `SHOW GRANTS FOR account` (or for the session's own account).
@@ -87,6 +90,7 @@ impl MySession {
         account: Option<&Account>,
         deadline: Deadline,
     ) -> Result<Vec<String>, Error> {
+        secret_rotor::failpoint!("mysql.query.before");
         let sql = match account {
             Some(account) => format!("SHOW GRANTS FOR {}", account.sql()?),
             None => "SHOW GRANTS".to_owned(),
@@ -103,6 +107,7 @@ impl MySession {
 
     /// The accounts of `user` in `mysql.user`.
     async fn accounts(&mut self, user: &str, deadline: Deadline) -> Result<Vec<AccountInfo>, Error> {
+        secret_rotor::failpoint!("mysql.query.before");
         let conn = &mut self.conn;
         let rows: Vec<UserRow> = deadline
             .run("reading mysql.user", async {
@@ -238,6 +243,7 @@ impl Database for Mysql {
     }
 
     async fn login(&self, secret: &DatabaseSecret, deadline: Deadline) -> Result<MySession, Error> {
+        secret_rotor::failpoint!("mysql.login.before");
         let mode = TlsMode::from_secret(secret.doc())?;
         let who = format!("user {} on {}:{}", secret.username, secret.host, secret.port);
         let (conn, tls) = match self.connect(secret, self.ssl_opts(mode), deadline).await {

@@ -58,6 +58,7 @@ impl Postgres {
     }
 
     async fn batch(session: &PgSession, sql: &str, what: &str, deadline: Deadline) -> Result<(), Error> {
+        secret_rotor::failpoint!("postgres.statement.before");
         deadline
             .run(what, async {
                 session
@@ -66,7 +67,9 @@ impl Postgres {
                     .await
                     .map_err(|e| statement_error(what, &e))
             })
-            .await
+            .await?;
+        secret_rotor::failpoint!("postgres.statement.after");
+        Ok(())
     }
 
     async fn query_bool(
@@ -76,7 +79,8 @@ impl Postgres {
         what: &str,
         deadline: Deadline,
     ) -> Result<bool, Error> {
-        deadline
+        secret_rotor::failpoint!("postgres.query.before");
+        let value = deadline
             .run(what, async {
                 let row = session
                     .client
@@ -87,7 +91,9 @@ impl Postgres {
                     .map(|row| row.try_get::<_, bool>(0).unwrap_or(true))
                     .unwrap_or(false))
             })
-            .await
+            .await?;
+        secret_rotor::failpoint!("postgres.query.after");
+        Ok(value)
     }
 
     async fn server_version(session: &PgSession, deadline: Deadline) -> Result<u32, Error> {
@@ -180,6 +186,7 @@ impl Database for Postgres {
     }
 
     async fn login(&self, secret: &DatabaseSecret, deadline: Deadline) -> Result<PgSession, Error> {
+        secret_rotor::failpoint!("postgres.login.before");
         let mode = TlsMode::from_secret(secret.doc())?;
         let mut config = tokio_postgres::Config::new();
         let statement_timeout = deadline.remaining().max(Duration::from_secs(1)).as_millis();

@@ -58,6 +58,7 @@ impl Remote {
         key: &Arc<PrivateKey>,
         deadline: Deadline,
     ) -> Result<Self, Error> {
+        secret_rotor::failpoint!("ssh.connect.before");
         let seen = Arc::new(Mutex::new(None));
         let handler = PinnedHostKey {
             pin: host.pin.clone(),
@@ -110,6 +111,7 @@ impl Remote {
 
     /// Runs `command`, feeding it `stdin`, and collects its output and exit status.
     pub async fn run(&mut self, command: &str, stdin: &[u8], deadline: Deadline) -> Result<Output, Error> {
+        secret_rotor::failpoint!("ssh.command.before");
         let host = self.host.clone();
         let handle = &mut self.handle;
         deadline
