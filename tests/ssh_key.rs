@@ -4,7 +4,8 @@
 
 use aws_sdk_secretsmanager::Client;
 use rotor_ssh::SshKeyEngine;
-use rotor_tests::ssh_hosts::{keygen, ssh_user, SshHost, Switch};
+use rotor_tests::net::Switch;
+use rotor_tests::ssh_hosts::{keygen, ssh_user, SshHost};
 use rotor_tests::*;
 use secret_rotor::{ErrorKind, Outcome, Passwords, Rotor, Step};
 use serde_json::{json, Value};

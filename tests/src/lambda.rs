@@ -126,6 +126,12 @@ impl LambdaFunction {
         }
     }
 
+    /// Kills the function process with SIGKILL, as Lambda does on a timeout or a deploy.
+    pub fn kill_function(&mut self) {
+        let _ = self.function.kill();
+        let _ = self.function.wait();
+    }
+
     /// Everything the function wrote so far.
     pub fn logs(&self) -> String {
         read_lossy(&self.log_path)

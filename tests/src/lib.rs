@@ -9,6 +9,7 @@
 pub mod lambda;
 pub mod mariadb_server;
 pub mod memory_engine;
+pub mod net;
 pub mod postgres_server;
 pub mod ssh_hosts;
 

@@ -1,14 +1,10 @@
 //! The local stack's two OpenSSH hosts, seen from the tests: each host's `authorized_keys` (its
 //! own copy of the user's home), its host key, an independent login check with the `ssh` client
-//! (the application's view), key pairs made by `ssh-keygen`, and a switchable TCP forwarder that
-//! makes a host unreachable and brings it back.
+//! (the application's view), and key pairs made by `ssh-keygen`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
-
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 
 use crate::{random_hex, stack_setting};
 
@@ -151,51 +147,4 @@ pub fn keygen(comment: &str) -> (String, String) {
     let _ = std::fs::remove_file(&path);
     let _ = std::fs::remove_file(path.with_extension("pub"));
     (private, public.trim().to_owned())
-}
-
-/// A port that forwards to a host when switched on, and refuses connections when off.
-pub struct Switch {
-    /// The port to list in the secret.
-    pub port: u16,
-    target: u16,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Switch {
-    /// A switch in front of `target`, initially off (nothing listens on `port`).
-    pub async fn off(target: u16) -> Switch {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("address").port();
-        drop(listener);
-        Switch {
-            port,
-            target,
-            task: None,
-        }
-    }
-
-    /// Starts forwarding.
-    pub async fn on(&mut self) {
-        let listener = TcpListener::bind(("127.0.0.1", self.port))
-            .await
-            .expect("rebind the switch port");
-        let target = self.target;
-        self.task = Some(tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(("127.0.0.1", target)).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-            }
-        }));
-    }
-}
-
-impl Drop for Switch {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
 }
