@@ -746,3 +746,24 @@ async fn case19_tls_matrix() {
         assert_eq!(after - before, 1, "{}: exactly one login attempt", server.name);
     }
 }
+
+#[tokio::test]
+async fn literals_and_identifiers_round_trip_through_the_server() {
+    use rotor_postgres::sql::{quote_identifier, quote_literal};
+    let every: String = (1u8..127).map(char::from).collect::<String>() + "é✓'\\\"";
+    for server in PgServer::all() {
+        let admin = server.admin().await;
+        for mode in ["on", "off"] {
+            admin.batch_execute(&format!("SET standard_conforming_strings = {mode}")).await.unwrap();
+            let row = admin.query_one(&format!("SELECT {}::text", quote_literal(&every).unwrap()), &[]).await.unwrap();
+            assert_eq!(row.get::<_, String>(0), every, "{}: standard_conforming_strings {mode}", server.name);
+        }
+        // Identifiers are limited to 63 bytes: the awkward characters only.
+        let identifier = format!("We\"ird \\ 'q' é✓;-- $1 % {}", random_hex(2));
+        let row = admin
+            .query_one(&format!("SELECT 1 AS {}", quote_identifier(&identifier).unwrap()), &[])
+            .await
+            .unwrap();
+        assert_eq!(row.columns()[0].name(), identifier, "{}", server.name);
+    }
+}

@@ -1,0 +1,26 @@
+//! authorized_keys editing: any file content is edited without a panic; adding a key yields it
+//! exactly once; removing this secret's keys never touches a line it does not own.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rotor_ssh::authorized_keys::{adopt, managed_prefix, with_key, without_superseded};
+use russh::keys::PublicKey;
+
+const NEW: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOexxNc9Jm6lCJC+ZrC4PnK1CspHmPeucpP9gfAWazFj secret-rotor:s:v2";
+const OLD: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAIKn7xs11ogG4GDxNVQwEuXqi31wiZPjckKAzL6aX90 secret-rotor:s:v1";
+
+fuzz_target!(|content: &str| {
+    let new = PublicKey::from_openssh(NEW).expect("key");
+    let old = PublicKey::from_openssh(OLD).expect("key");
+    let prefix = managed_prefix("s");
+    if let Some(added) = with_key(content, &new, NEW) {
+        assert!(added.starts_with(content));
+        assert_eq!(added.matches(NEW).count(), content.matches(NEW).count() + 1);
+    }
+    if let Some(removed) = without_superseded(content, &prefix, &[&new], Some(&old)) {
+        for line in removed.lines() {
+            assert!(content.lines().any(|l| l == line), "only removals");
+        }
+    }
+    let _ = adopt(content, &prefix, &old);
+});
