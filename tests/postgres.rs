@@ -301,27 +301,31 @@ async fn postgres_16_master_without_admin_option_gets_the_grant_that_fixes_it() 
 
 #[tokio::test]
 async fn case08_clone_name_over_the_identifier_limit_is_refused() {
-    let server = PgServer::named("pg15");
-    let user = format!("u{}", "x".repeat(52)) + &random_hex(4); // 61 bytes, clone would be 67
-    let case = Case::alternating(&server, &user, true).await;
-    let token = new_token();
-    start_rotation(&case.client, &case.arn, &token).await;
-    let err = case
-        .rotor
-        .handle(&event(Step::CreateSecret, &case.arn, &token), deadline())
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidSecret);
-    assert!(err.to_string().contains("PostgreSQL allows 63"), "{err}");
-    assert_eq!(writes(&case.store.calls()), 0);
+    for server in PgServer::all() {
+        let user = format!("u{}", "x".repeat(52)) + &random_hex(4); // 61 bytes, clone would be 67
+        let case = Case::alternating(&server, &user, true).await;
+        let token = new_token();
+        start_rotation(&case.client, &case.arn, &token).await;
+        let err = case
+            .rotor
+            .handle(&event(Step::CreateSecret, &case.arn, &token), deadline())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidSecret);
+        assert!(err.to_string().contains("PostgreSQL allows 63"), "{err}");
+        assert_eq!(writes(&case.store.calls()), 0);
+    }
 }
 
 #[tokio::test]
 async fn case09_set_again_when_pending_logs_in_changes_nothing() {
-    for (server, strategy) in [
-        (PgServer::named("pg15"), Strategy::SingleUser),
-        (PgServer::named("pg17"), Strategy::AlternatingUsers),
-    ] {
+    let cases = PgServer::all().into_iter().flat_map(|server| {
+        [
+            (server.clone(), Strategy::SingleUser),
+            (server, Strategy::AlternatingUsers),
+        ]
+    });
+    for (server, strategy) in cases {
         let user = format!("app_{}", random_hex(4));
         let case = match strategy {
             Strategy::SingleUser => Case::single(&server, &user, json!({})).await,
@@ -356,106 +360,109 @@ async fn case09_set_again_when_pending_logs_in_changes_nothing() {
 
 #[tokio::test]
 async fn case10_pending_for_another_user_or_host_is_refused_without_ddl() {
-    let server = PgServer::named("pg15");
-    for (key, value) in [("username", json!("postgres")), ("host", json!("10.1.2.3"))] {
-        let user = format!("app_{}", random_hex(4));
-        let case = Case::single(&server, &user, json!({})).await;
-        let token = new_token();
-        start_rotation(&case.client, &case.arn, &token).await;
-        let mut pending = value_at(&case.client, &case.arn, "AWSCURRENT").await;
-        pending[key] = value;
-        pending["password"] = json!("attacker-Chosen-1");
-        case.client
-            .put_secret_value()
-            .secret_id(&case.arn)
-            .client_request_token(&token)
-            .secret_string(pending.to_string())
-            .version_stages("AWSPENDING")
-            .send()
-            .await
-            .expect("PutSecretValue");
-        let before = (
-            server.stored_verifier(&user).await,
-            server.stored_verifier("postgres").await,
-        );
-        let err = case
-            .rotor
-            .handle(&event(Step::SetSecret, &case.arn, &token), deadline())
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidSecret, "{key}");
-        assert!(err.to_string().contains("refusing"), "{err}");
-        assert!(!err.to_string().contains("attacker-Chosen-1"));
-        assert_eq!(
-            (
+    for server in PgServer::all() {
+        for (key, value) in [("username", json!("postgres")), ("host", json!("10.1.2.3"))] {
+            let user = format!("app_{}", random_hex(4));
+            let case = Case::single(&server, &user, json!({})).await;
+            let token = new_token();
+            start_rotation(&case.client, &case.arn, &token).await;
+            let mut pending = value_at(&case.client, &case.arn, "AWSCURRENT").await;
+            pending[key] = value;
+            pending["password"] = json!("attacker-Chosen-1");
+            case.client
+                .put_secret_value()
+                .secret_id(&case.arn)
+                .client_request_token(&token)
+                .secret_string(pending.to_string())
+                .version_stages("AWSPENDING")
+                .send()
+                .await
+                .expect("PutSecretValue");
+            let before = (
                 server.stored_verifier(&user).await,
-                server.stored_verifier("postgres").await
-            ),
-            before
-        );
+                server.stored_verifier("postgres").await,
+            );
+            let err = case
+                .rotor
+                .handle(&event(Step::SetSecret, &case.arn, &token), deadline())
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidSecret, "{key}");
+            assert!(err.to_string().contains("refusing"), "{err}");
+            assert!(!err.to_string().contains("attacker-Chosen-1"));
+            assert_eq!(
+                (
+                    server.stored_verifier(&user).await,
+                    server.stored_verifier("postgres").await
+                ),
+                before
+            );
+        }
     }
 }
 
 #[tokio::test]
 async fn case11_single_user_falls_back_to_previous_and_fails_clearly_without_it() {
-    let server = PgServer::named("pg17");
-    let user = format!("app_{}", random_hex(4));
-    let case = Case::single(&server, &user, json!({})).await;
-    case.rotate().await.expect("first rotation");
-    // A restore from a snapshot taken before that rotation: the server has the old password.
-    server
-        .run(&format!(
-            "ALTER ROLE {} PASSWORD {}",
-            ident(&user),
-            literal(INITIAL)
-        ))
-        .await;
-    assert!(!case.logs_in("AWSCURRENT").await);
-    case.rotate().await.expect("rotation through AWSPREVIOUS");
-    assert!(case.logs_in("AWSCURRENT").await);
+    for server in PgServer::all() {
+        let user = format!("app_{}", random_hex(4));
+        let case = Case::single(&server, &user, json!({})).await;
+        case.rotate().await.expect("first rotation");
+        // A restore from a snapshot taken before that rotation: the server has the old password.
+        server
+            .run(&format!(
+                "ALTER ROLE {} PASSWORD {}",
+                ident(&user),
+                literal(INITIAL)
+            ))
+            .await;
+        assert!(!case.logs_in("AWSCURRENT").await);
+        case.rotate().await.expect("rotation through AWSPREVIOUS");
+        assert!(case.logs_in("AWSCURRENT").await);
 
-    server
-        .run(&format!(
-            "ALTER ROLE {} PASSWORD {}",
-            ident(&user),
-            literal("changed-Elsewhere-1")
-        ))
-        .await;
-    let (step, err) = case.rotate().await.unwrap_err();
-    assert_eq!(step, Step::SetSecret);
-    assert_eq!(err.kind(), ErrorKind::Target);
-    assert!(
-        err.to_string()
-            .contains("unable to log in with previous, current or pending"),
-        "{err}"
-    );
+        server
+            .run(&format!(
+                "ALTER ROLE {} PASSWORD {}",
+                ident(&user),
+                literal("changed-Elsewhere-1")
+            ))
+            .await;
+        let (step, err) = case.rotate().await.unwrap_err();
+        assert_eq!(step, Step::SetSecret);
+        assert_eq!(err.kind(), ErrorKind::Target);
+        assert!(
+            err.to_string()
+                .contains("unable to log in with previous, current or pending"),
+            "{err}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn case12_alternating_current_refused_means_master_never_read() {
-    let server = PgServer::named("pg15");
-    let user = format!("app_{}", random_hex(4));
-    let case = Case::alternating(&server, &user, true).await;
-    server
-        .run(&format!(
-            "ALTER ROLE {} PASSWORD {}",
-            ident(&user),
-            literal("changed-Elsewhere-1")
-        ))
-        .await;
-    let (step, err) = case.rotate().await.unwrap_err();
-    assert_eq!(step, Step::SetSecret);
-    assert!(err.to_string().contains("master secret was not used"), "{err}");
-    let master_arn = case.master_arn.as_deref().unwrap();
-    assert_eq!(
-        calls_about(&case.store.calls(), master_arn),
-        0,
-        "the master secret was never read"
-    );
-    assert!(
-        server.stored_verifier(&format!("{user}_clone")).await.is_none(),
-        "no clone created"
-    );
+    for server in PgServer::all() {
+        let user = format!("app_{}", random_hex(4));
+        let case = Case::alternating(&server, &user, true).await;
+        server
+            .run(&format!(
+                "ALTER ROLE {} PASSWORD {}",
+                ident(&user),
+                literal("changed-Elsewhere-1")
+            ))
+            .await;
+        let (step, err) = case.rotate().await.unwrap_err();
+        assert_eq!(step, Step::SetSecret);
+        assert!(err.to_string().contains("master secret was not used"), "{err}");
+        let master_arn = case.master_arn.as_deref().unwrap();
+        assert_eq!(
+            calls_about(&case.store.calls(), master_arn),
+            0,
+            "the master secret was never read"
+        );
+        assert!(
+            server.stored_verifier(&format!("{user}_clone")).await.is_none(),
+            "no clone created"
+        );
+    }
 }
 
 #[tokio::test]
@@ -754,14 +761,28 @@ async fn literals_and_identifiers_round_trip_through_the_server() {
     for server in PgServer::all() {
         let admin = server.admin().await;
         for mode in ["on", "off"] {
-            admin.batch_execute(&format!("SET standard_conforming_strings = {mode}")).await.unwrap();
-            let row = admin.query_one(&format!("SELECT {}::text", quote_literal(&every).unwrap()), &[]).await.unwrap();
-            assert_eq!(row.get::<_, String>(0), every, "{}: standard_conforming_strings {mode}", server.name);
+            admin
+                .batch_execute(&format!("SET standard_conforming_strings = {mode}"))
+                .await
+                .unwrap();
+            let row = admin
+                .query_one(&format!("SELECT {}::text", quote_literal(&every).unwrap()), &[])
+                .await
+                .unwrap();
+            assert_eq!(
+                row.get::<_, String>(0),
+                every,
+                "{}: standard_conforming_strings {mode}",
+                server.name
+            );
         }
         // Identifiers are limited to 63 bytes: the awkward characters only.
         let identifier = format!("We\"ird \\ 'q' é✓;-- $1 % {}", random_hex(2));
         let row = admin
-            .query_one(&format!("SELECT 1 AS {}", quote_identifier(&identifier).unwrap()), &[])
+            .query_one(
+                &format!("SELECT 1 AS {}", quote_identifier(&identifier).unwrap()),
+                &[],
+            )
             .await
             .unwrap();
         assert_eq!(row.columns()[0].name(), identifier, "{}", server.name);
