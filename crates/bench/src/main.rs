@@ -1,0 +1,532 @@
+//! The benchmark: release function binaries run as Lambda runs them, each behind its own
+//! zero-latency Runtime API, against the local stack. Prints cold start, warm step and rotation
+//! latency, peak memory, Secrets Manager calls and database connections per rotation, the
+//! round-trip floor and each rotation as a multiple of it, and a scale run.
+//!
+//! `scripts/bench` builds everything and runs it; `rotor-bench --runs N --scale N --processes P`.
+
+mod http;
+mod proxy;
+mod runtime;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use rotor_tests::lambda::workspace_root;
+use rotor_tests::mariadb_server::MariaDb;
+use rotor_tests::postgres_server::{ident, PgServer};
+use rotor_tests::ssh_hosts::{keygen, ssh_user, SshHost};
+use rotor_tests::*;
+use serde_json::{json, Value};
+
+use crate::runtime::RuntimeApi;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A benchmarked function: its name, binary and environment.
+type BenchedFunction<'a> = (&'a str, &'a str, Vec<(&'a str, String)>);
+
+/// A function process behind its own Runtime API.
+struct Function {
+    api: RuntimeApi,
+    child: Child,
+    spawned: Instant,
+}
+
+impl Function {
+    async fn spawn(binary: &PathBuf, env: &[(&str, String)], endpoint: &str) -> Result<Function> {
+        let api = RuntimeApi::start().await?;
+        let spawned = Instant::now();
+        let child = Command::new(binary)
+            .env_clear()
+            .envs([
+                ("AWS_LAMBDA_RUNTIME_API", api.base_url.clone()),
+                ("AWS_LAMBDA_FUNCTION_NAME", "bench".to_owned()),
+                ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
+                ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".to_owned()),
+                ("AWS_REGION", "us-east-1".to_owned()),
+                ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+                ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+                ("AWS_ENDPOINT_URL", endpoint.to_owned()),
+                ("AWS_LAMBDA_LOG_LEVEL", "WARN".to_owned()),
+                ("PASSWORD_SOURCE", "local".to_owned()),
+            ])
+            .envs(env.iter().map(|(k, v)| (*k, v.clone())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(Function { api, child, spawned })
+    }
+
+    async fn step(&self, step: &str, arn: &str, token: &str) -> Result<Duration> {
+        let started = Instant::now();
+        let event = json!({"Step": step, "SecretId": arn, "ClientRequestToken": token});
+        self.api
+            .invoke(&event, TIMEOUT)
+            .await
+            .map_err(|e| format!("{step}: {e}"))?;
+        Ok(started.elapsed())
+    }
+
+    /// Peak resident memory (VmHWM) in KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Function {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One whole rotation through `function`, as the service drives it; per-step durations.
+async fn rotation(
+    function: &Function,
+    client: &aws_sdk_secretsmanager::Client,
+    arn: &str,
+) -> Result<[Duration; 4]> {
+    let token = new_token();
+    start_rotation(client, arn, &token).await;
+    let mut times = [Duration::ZERO; 4];
+    for (i, step) in ["createSecret", "setSecret", "testSecret", "finishSecret"]
+        .iter()
+        .enumerate()
+    {
+        times[i] = function.step(step, arn, &token).await?;
+    }
+    end_rotation(client, arn, &token).await;
+    Ok(times)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Median, min, max of values.
+fn stats(values: &mut [f64]) -> (f64, f64, f64) {
+    values.sort_by(|a, b| a.total_cmp(b));
+    if values.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    (values[values.len() / 2], values[0], values[values.len() - 1])
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// A subject of the benchmark: a fresh secret on its target, and how to count connections.
+struct Subject {
+    arn: String,
+    connections: Box<dyn Fn() -> usize>,
+}
+
+async fn postgres_subject(strategy: &str) -> Subject {
+    let server = PgServer::named("pg17");
+    let (user, master) = (
+        format!("b_{}", random_hex(4)),
+        format!("b_master_{}", random_hex(4)),
+    );
+    server
+        .run(&format!(
+            "CREATE ROLE {u} LOGIN PASSWORD 'initial-Password-1'; CREATE ROLE {m} LOGIN CREATEROLE PASSWORD 'master-Password-1'; \
+             GRANT {u} TO {m} WITH ADMIN OPTION;",
+            u = ident(&user),
+            m = ident(&master)
+        ))
+        .await;
+    let client = secrets_manager_client().await;
+    let master_value = json!({"engine": "postgres", "host": "localhost", "port": server.port, "username": master,
+                              "password": "master-Password-1", "ssl": true});
+    let master_arn = create_secret(&client, "bench-pg-master", &master_value.to_string()).await;
+    let value = json!({"engine": "postgres", "host": "localhost", "port": server.port, "username": user,
+                       "password": "initial-Password-1", "masterarn": master_arn, "ssl": true});
+    let arn = create_secret(&client, "bench-pg", &value.to_string()).await;
+    let log_server = server.clone();
+    let _ = strategy;
+    Subject {
+        arn,
+        connections: Box::new(move || {
+            log_server
+                .log()
+                .lines()
+                .filter(|l| {
+                    l.contains("connection authorized") && l.contains("application_name=secret-rotor")
+                })
+                .count()
+        }),
+    }
+}
+
+async fn mysql_subject() -> Subject {
+    let db = MariaDb::new();
+    let (user, master) = (
+        format!("b_{}", random_hex(4)),
+        format!("b_master_{}", random_hex(4)),
+    );
+    db.run(&format!(
+        "CREATE USER `{user}`@'%' IDENTIFIED BY 'initial-Password-1'; GRANT SELECT ON mysql.* TO `{user}`@'%'; \
+         CREATE USER `{master}`@'%' IDENTIFIED BY 'master-Password-1'; GRANT ALL ON *.* TO `{master}`@'%' WITH GRANT OPTION;"
+    ));
+    let client = secrets_manager_client().await;
+    let master_value = json!({"engine": "mariadb", "host": "localhost", "port": db.port, "username": master,
+                              "password": "master-Password-1", "ssl": true});
+    let master_arn = create_secret(&client, "bench-mariadb-master", &master_value.to_string()).await;
+    let value = json!({"engine": "mariadb", "host": "localhost", "port": db.port, "username": user,
+                       "password": "initial-Password-1", "masterarn": master_arn, "ssl": true});
+    let arn = create_secret(&client, "bench-mariadb", &value.to_string()).await;
+    Subject {
+        arn,
+        connections: Box::new(move || {
+            db.log()
+                .lines()
+                .filter(|l| l.contains("\tConnect\t") || l.contains(" Connect\t"))
+                .count()
+        }),
+    }
+}
+
+async fn ssh_subject() -> Subject {
+    let hosts = SshHost::both();
+    let (private, public) = keygen("bench");
+    for host in &hosts {
+        host.set_authorized_keys(&format!("{public}\n"), 0o600);
+    }
+    let client = secrets_manager_client().await;
+    let value = json!({"username": ssh_user(), "private_key": private, "public_key": public,
+                       "hosts": [hosts[0].address, hosts[1].address],
+                       "host_keys": {hosts[0].address.as_str(): hosts[0].host_key(), hosts[1].address.as_str(): hosts[1].host_key()}});
+    Subject {
+        arn: create_secret(&client, "bench-ssh", &value.to_string()).await,
+        connections: Box::new(|| 0),
+    }
+}
+
+#[derive(Default)]
+struct Figures {
+    cold: Vec<f64>,
+    steps: [Vec<f64>; 4],
+    rotation: Vec<f64>,
+    rss: Vec<f64>,
+    calls: BTreeMap<String, u64>,
+    connections: usize,
+}
+
+async fn measure(
+    name: &str,
+    binary: &PathBuf,
+    env: &[(&str, String)],
+    runs: usize,
+    endpoint: &str,
+    counts: &proxy::Counts,
+    setup: impl AsyncFn() -> Subject,
+) -> Result<Figures> {
+    let client = secrets_manager_client().await;
+    let mut figures = Figures::default();
+    for _ in 0..runs {
+        let subject = setup().await;
+        let function = Function::spawn(binary, env, endpoint).await?;
+        // Cold: spawn -> createSecret answered.
+        let token = new_token();
+        start_rotation(&client, &subject.arn, &token).await;
+        function.step("createSecret", &subject.arn, &token).await?;
+        figures.cold.push(ms(function.spawned.elapsed()));
+        for step in ["setSecret", "testSecret", "finishSecret"] {
+            function.step(step, &subject.arn, &token).await?;
+        }
+        end_rotation(&client, &subject.arn, &token).await;
+        // Warm rotations.
+        for _ in 0..3 {
+            let before_calls = counts.snapshot();
+            let before_connections = (subject.connections)();
+            let times = rotation(&function, &client, &subject.arn).await?;
+            for (i, t) in times.iter().enumerate() {
+                figures.steps[i].push(ms(*t));
+            }
+            figures.rotation.push(times.iter().map(|t| ms(*t)).sum());
+            let after = counts.snapshot();
+            figures.calls = after
+                .iter()
+                .map(|(op, n)| (op.clone(), n - before_calls.get(op).copied().unwrap_or(0)))
+                .collect();
+            figures.calls.retain(|_, n| *n > 0);
+            figures.connections = (subject.connections)() - before_connections;
+        }
+        figures.rss.push(function.peak_rss_kib() as f64 / 1024.0);
+    }
+    println!("measured {name}");
+    Ok(figures)
+}
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    let runs = arg("--runs", 5);
+    let scale = arg("--scale", 1000);
+    let processes = arg("--processes", 4);
+    let root = workspace_root();
+    let bootstrap = |bin: &str| root.join("target/lambda").join(bin).join("bootstrap");
+    let moto_port: u16 = stack_setting("AWS_ENDPOINT_URL")
+        .and_then(|u| u.rsplit(':').next()?.parse().ok())
+        .ok_or("no Secrets Manager endpoint: run scripts/stack up")?;
+    let (proxy_port, counts) = proxy::start(moto_port).await?;
+    let endpoint = format!("http://127.0.0.1:{proxy_port}");
+    let ca = stack_setting("ROTOR_TLS_CA").ok_or("no CA")?;
+
+    // The Runtime API's own overhead, with an echo function.
+    let echo = root.join("target/release/echo-function");
+    let mut echo_cold = Vec::new();
+    let mut echo_warm = Vec::new();
+    for _ in 0..runs {
+        let function = Function::spawn(&echo, &[], &endpoint).await?;
+        function.api.invoke(&json!({"ping": 1}), TIMEOUT).await?;
+        echo_cold.push(ms(function.spawned.elapsed()));
+        for _ in 0..100 {
+            let started = Instant::now();
+            function.api.invoke(&json!({"ping": 1}), TIMEOUT).await?;
+            echo_warm.push(ms(started.elapsed()));
+        }
+    }
+
+    // The floor: one Secrets Manager round trip, one database connect + login + query.
+    let proxied = aws_sdk_secretsmanager::Client::from_conf(
+        secrets_manager_client()
+            .await
+            .config()
+            .to_builder()
+            .endpoint_url(&endpoint)
+            .build(),
+    );
+    let floor_subject = postgres_subject("single-user").await;
+    let mut sm_rtt = Vec::new();
+    for _ in 0..50 {
+        let started = Instant::now();
+        proxied
+            .describe_secret()
+            .secret_id(&floor_subject.arn)
+            .send()
+            .await?;
+        sm_rtt.push(ms(started.elapsed()));
+    }
+    let client = secrets_manager_client().await;
+    let value: Value = value_at(&client, &floor_subject.arn, "AWSCURRENT").await;
+    let secret =
+        rotor_database::DatabaseSecret::parse(&value.to_string().as_str().into(), &["postgres"], 5432)?;
+    let driver = rotor_postgres::Postgres::new(rotor_postgres::tls::TlsConfigs::new(Some(ca.clone().into())));
+    let mut db_rtt = Vec::new();
+    for _ in 0..20 {
+        use rotor_database::Database;
+        let started = Instant::now();
+        let mut session = driver
+            .login(&secret, secret_rotor::Deadline::after(TIMEOUT))
+            .await?;
+        driver
+            .check(&mut session, secret_rotor::Deadline::after(TIMEOUT))
+            .await?;
+        db_rtt.push(ms(started.elapsed()));
+    }
+    let (sm_floor, _, _) = stats(&mut sm_rtt);
+    let (db_floor, _, _) = stats(&mut db_rtt);
+
+    let subjects: Vec<BenchedFunction> = vec![
+        (
+            "postgres/single-user",
+            "postgres",
+            vec![("DATABASE_CA_BUNDLE", ca.clone())],
+        ),
+        (
+            "postgres/alternating-users",
+            "postgres",
+            vec![
+                ("DATABASE_CA_BUNDLE", ca.clone()),
+                ("ROTATION_STRATEGY", "alternating-users".into()),
+            ],
+        ),
+        (
+            "mysql/single-user (MariaDB)",
+            "mysql",
+            vec![("DATABASE_CA_BUNDLE", ca.clone())],
+        ),
+        (
+            "mysql/alternating-users (MariaDB)",
+            "mysql",
+            vec![
+                ("DATABASE_CA_BUNDLE", ca.clone()),
+                ("ROTATION_STRATEGY", "alternating-users".into()),
+            ],
+        ),
+        ("ssh-key (2 hosts)", "ssh-key", vec![]),
+    ];
+    let mut results = Vec::new();
+    for (name, bin, env) in &subjects {
+        let figures = match *bin {
+            "postgres" => {
+                measure(name, &bootstrap(bin), env, runs, &endpoint, &counts, async || {
+                    postgres_subject(name).await
+                })
+                .await?
+            }
+            "mysql" => {
+                measure(name, &bootstrap(bin), env, runs, &endpoint, &counts, async || {
+                    mysql_subject().await
+                })
+                .await?
+            }
+            _ => {
+                measure(name, &bootstrap(bin), env, runs, &endpoint, &counts, async || {
+                    ssh_subject().await
+                })
+                .await?
+            }
+        };
+        results.push((name, bin, figures));
+    }
+
+    println!("\n## Runtime API overhead (echo function, {runs} processes x 100 invocations)\n");
+    let (m, lo, hi) = stats(&mut echo_cold);
+    println!("cold start (spawn -> first answer): median {m:.2} ms (min {lo:.2}, max {hi:.2})");
+    let (m, lo, hi) = stats(&mut echo_warm);
+    println!("warm invocation round trip:          median {m:.3} ms (min {lo:.3}, max {hi:.3})");
+    println!("\n## Floor\n\none Secrets Manager round trip (DescribeSecret, warm connection): median {sm_floor:.2} ms");
+    println!("one PostgreSQL connect + TLS + SCRAM login + SELECT 1:            median {db_floor:.2} ms");
+    println!("\n## Per engine ({runs} cold processes; 3 warm rotations each)\n");
+    println!("| function | cold start ms | create | set | test | finish | warm rotation ms | peak RSS MiB | SM calls/rotation | DB conns | floor ms | x floor |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (name, _, mut figures) in results {
+        let (cold, cold_lo, cold_hi) = stats(&mut figures.cold);
+        let step = |i: usize, figures: &mut Figures| stats(&mut figures.steps[i]).0;
+        let (create, set, test, finish) = (
+            step(0, &mut figures),
+            step(1, &mut figures),
+            step(2, &mut figures),
+            step(3, &mut figures),
+        );
+        let (rotation, rot_lo, rot_hi) = stats(&mut figures.rotation);
+        let (_, _, rss_max) = stats(&mut figures.rss);
+        let total_calls: u64 = figures.calls.values().sum();
+        let calls: Vec<String> = figures.calls.iter().map(|(op, n)| format!("{op} {n}")).collect();
+        let floor = total_calls as f64 * sm_floor + figures.connections as f64 * db_floor;
+        let multiple = if floor > 0.0 { rotation / floor } else { 0.0 };
+        println!(
+            "| {name} | {cold:.1} ({cold_lo:.1}-{cold_hi:.1}) | {create:.1} | {set:.1} | {test:.1} | {finish:.1} | {rotation:.1} ({rot_lo:.1}-{rot_hi:.1}) | {rss_max:.1} | {total_calls}: {} | {} | {floor:.1} | {multiple:.2} |",
+            calls.join(", "),
+            figures.connections
+        );
+    }
+
+    if scale > 0 {
+        scale_run(scale, processes, &bootstrap("postgres"), &ca, &endpoint).await?;
+    }
+    Ok(())
+}
+
+/// Rotates `count` PostgreSQL secrets (each its own role) through one process, then through
+/// `processes` processes at once; throughput, latency distribution, convergence.
+async fn scale_run(count: usize, processes: usize, binary: &PathBuf, ca: &str, endpoint: &str) -> Result<()> {
+    let server = PgServer::named("pg17");
+    let client = secrets_manager_client().await;
+    println!("\n## Scale: {count} PostgreSQL secrets (single user, verified TLS), each its own role\n");
+    for parallel in [1, processes] {
+        let tag = random_hex(3);
+        let roles: Vec<String> = (0..count).map(|i| format!("s_{tag}_{i}")).collect();
+        let sql: String = roles
+            .iter()
+            .map(|r| format!("CREATE ROLE {} LOGIN PASSWORD 'initial-Password-1';", ident(r)))
+            .collect();
+        server.run(&sql).await;
+        let mut arns = Vec::with_capacity(count);
+        for chunk in roles.chunks(32) {
+            let creations = chunk.iter().map(|role| {
+                let value = json!({"engine": "postgres", "host": "localhost", "port": server.port, "username": role,
+                                   "password": "initial-Password-1", "ssl": true});
+                let client = client.clone();
+                async move { create_secret(&client, "scale", &value.to_string()).await }
+            });
+            arns.extend(join_all(creations).await);
+        }
+        let mut functions = Vec::new();
+        for _ in 0..parallel {
+            functions
+                .push(Function::spawn(binary, &[("DATABASE_CA_BUNDLE", ca.to_owned())], endpoint).await?);
+        }
+        let started = Instant::now();
+        let mut latencies = Vec::with_capacity(count);
+        let lanes: Vec<Vec<String>> = (0..parallel)
+            .map(|p| arns.iter().skip(p).step_by(parallel).cloned().collect())
+            .collect();
+        let work = functions.iter().zip(lanes).map(|(function, lane)| {
+            let client = client.clone();
+            async move {
+                let mut times = Vec::new();
+                for arn in lane {
+                    let begun = Instant::now();
+                    rotation(function, &client, &arn)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    times.push(ms(begun.elapsed()));
+                }
+                Ok::<_, String>(times)
+            }
+        });
+        for lane in join_all(work).await {
+            latencies.extend(lane?);
+        }
+        let wall = started.elapsed();
+        latencies.sort_by(|a, b| a.total_cmp(b));
+        let rss: Vec<String> = functions
+            .iter()
+            .map(|f| format!("{:.1}", f.peak_rss_kib() as f64 / 1024.0))
+            .collect();
+        drop(functions);
+        // Convergence: every AWSCURRENT logs in, and the database agrees.
+        let mut converged = 0;
+        for chunk in arns.chunks(16) {
+            let checks = chunk.iter().map(|arn| {
+                let (client, server) = (client.clone(), server.clone());
+                async move {
+                    let value = value_at(&client, arn, "AWSCURRENT").await;
+                    server
+                        .logs_in(
+                            value["username"].as_str().unwrap_or_default(),
+                            value["password"].as_str().unwrap_or_default(),
+                        )
+                        .await
+                }
+            });
+            converged += join_all(checks).await.into_iter().filter(|ok| *ok).count();
+        }
+        println!(
+            "{parallel} process(es): {count} rotations in {:.1} s = {:.1} rotations/s; latency p50 {:.1} ms, p90 {:.1}, p99 {:.1}, max {:.1}; peak RSS {} MiB; converged {converged}/{count}",
+            wall.as_secs_f64(),
+            count as f64 / wall.as_secs_f64(),
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.9),
+            percentile(&latencies, 0.99),
+            latencies[latencies.len() - 1],
+            rss.join("/"),
+        );
+        if converged != count {
+            return Err(format!("only {converged} of {count} secrets converged").into());
+        }
+    }
+    Ok(())
+}
