@@ -15,10 +15,11 @@ use rotor_mysql::Mysql;
 use rotor_postgres::tls::TlsConfigs;
 use rotor_postgres::Postgres;
 use rotor_ssh::SshKeyEngine;
+use rotor_tests::fixtures;
 use rotor_tests::lambda::workspace_root;
 use rotor_tests::mariadb_server::MariaDb;
-use rotor_tests::postgres_server::{ident, PgServer};
-use rotor_tests::ssh_hosts::{keygen, ssh_user, SshHost};
+use rotor_tests::postgres_server::PgServer;
+use rotor_tests::ssh_hosts::SshHost;
 use rotor_tests::*;
 use secret_rotor::{failpoint, Engine, Passwords, Rotor};
 use serde_json::{json, Value};
@@ -166,31 +167,15 @@ fn write_matrix(name: &str, rows: &str) {
 
 async fn postgres_subject(strategy: Strategy) -> Subject<DatabaseEngine<Postgres>> {
     let server = PgServer::named("pg17");
-    let (user, master) = (
-        format!("cm_{}", random_hex(4)),
-        format!("cm_master_{}", random_hex(4)),
-    );
-    server
-        .run(&format!(
-            "CREATE ROLE {u} LOGIN PASSWORD 'initial-Password-1'; CREATE ROLE {m} LOGIN CREATEROLE PASSWORD 'master-Password-1'; \
-             GRANT {u} TO {m} WITH ADMIN OPTION;",
-            u = ident(&user),
-            m = ident(&master)
-        ))
-        .await;
+    let fixture = fixtures::postgres(&server, "127.0.0.1", json!({})).await;
     let client = secrets_manager_client().await;
-    let master_value = json!({"engine": "postgres", "host": "127.0.0.1", "port": server.port, "username": master, "password": "master-Password-1"});
-    let master_arn = create_secret(&client, "cm-pg-master", &master_value.to_string()).await;
-    let value = json!({"engine": "postgres", "host": "127.0.0.1", "port": server.port, "username": user,
-                       "password": "initial-Password-1", "masterarn": master_arn});
-    let arn = create_secret(&client, "cm-pg", &value.to_string()).await;
     let store = Recording::new(client.clone());
     let ca = stack_setting("ROTOR_TLS_CA").map(Into::into);
     let engine = DatabaseEngine::new(Postgres::new(TlsConfigs::new(ca)), strategy);
     let rotor = Rotor::with_passwords(Ok(engine), store.clone(), Passwords::from_lookup(|_| None, ""));
     Subject {
         client,
-        arn,
+        arn: fixture.arn,
         store,
         rotor,
         target: Target::Postgres(server),
@@ -199,20 +184,8 @@ async fn postgres_subject(strategy: Strategy) -> Subject<DatabaseEngine<Postgres
 
 async fn mysql_subject(strategy: Strategy) -> Subject<DatabaseEngine<Mysql>> {
     let db = MariaDb::new();
-    let (user, master) = (
-        format!("cm_{}", random_hex(4)),
-        format!("cm_master_{}", random_hex(4)),
-    );
-    db.run(&format!(
-        "CREATE USER `{user}`@'%' IDENTIFIED BY 'initial-Password-1'; GRANT SELECT ON mysql.* TO `{user}`@'%'; \
-         CREATE USER `{master}`@'%' IDENTIFIED BY 'master-Password-1'; GRANT ALL ON *.* TO `{master}`@'%' WITH GRANT OPTION;"
-    ));
+    let fixture = fixtures::mariadb(&db, "127.0.0.1", json!({})).await;
     let client = secrets_manager_client().await;
-    let master_value = json!({"engine": "mariadb", "host": "127.0.0.1", "port": db.port, "username": master, "password": "master-Password-1"});
-    let master_arn = create_secret(&client, "cm-mariadb-master", &master_value.to_string()).await;
-    let value = json!({"engine": "mariadb", "host": "127.0.0.1", "port": db.port, "username": user,
-                       "password": "initial-Password-1", "masterarn": master_arn});
-    let arn = create_secret(&client, "cm-mariadb", &value.to_string()).await;
     let store = Recording::new(client.clone());
     let engine = DatabaseEngine::new(
         Mysql::new(stack_setting("ROTOR_TLS_CA").map(Into::into), None),
@@ -225,7 +198,7 @@ async fn mysql_subject(strategy: Strategy) -> Subject<DatabaseEngine<Mysql>> {
     );
     Subject {
         client,
-        arn,
+        arn: fixture.arn,
         store,
         rotor,
         target: Target::Mariadb(db),
@@ -234,15 +207,8 @@ async fn mysql_subject(strategy: Strategy) -> Subject<DatabaseEngine<Mysql>> {
 
 async fn ssh_subject() -> Subject<SshKeyEngine> {
     let hosts = SshHost::both();
-    let (private, public) = keygen("crash matrix");
-    for host in &hosts {
-        host.set_authorized_keys(&format!("{public}\n"), 0o600);
-    }
+    let fixture = fixtures::ssh(&hosts).await;
     let client = secrets_manager_client().await;
-    let value = json!({"username": ssh_user(), "private_key": private, "public_key": public,
-                       "hosts": [hosts[0].address, hosts[1].address],
-                       "host_keys": {hosts[0].address.as_str(): hosts[0].host_key(), hosts[1].address.as_str(): hosts[1].host_key()}});
-    let arn = create_secret(&client, "cm-ssh", &value.to_string()).await;
     let store = Recording::new(client.clone());
     let rotor = Rotor::with_passwords(
         Ok(SshKeyEngine::default()),
@@ -251,7 +217,7 @@ async fn ssh_subject() -> Subject<SshKeyEngine> {
     );
     Subject {
         client,
-        arn,
+        arn: fixture.arn,
         store,
         rotor,
         target: Target::Ssh(hosts),

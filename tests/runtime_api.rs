@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client;
 use rotor_cli::invoke::InvokeClient;
+use rotor_tests::fixtures;
 use rotor_tests::lambda::LambdaFunction;
 use rotor_tests::mariadb_server::MariaDb;
-use rotor_tests::postgres_server::{ident, PgServer};
-use rotor_tests::ssh_hosts::{keygen, ssh_user, SshHost};
+use rotor_tests::postgres_server::PgServer;
+use rotor_tests::ssh_hosts::SshHost;
 use rotor_tests::*;
 use secret_rotor::Step;
 use serde_json::{json, Value};
@@ -83,27 +84,7 @@ async fn postgres_both_strategies_through_the_runtime_api() {
     let ca = stack_setting("ROTOR_TLS_CA").expect("CA");
     let client = secrets_manager_client().await;
     for strategy in ["single-user", "alternating-users"] {
-        let user = format!("rt_{}", random_hex(4));
-        let master = format!("rt_master_{}", random_hex(4));
-        server
-            .run(&format!(
-                "CREATE ROLE {u} LOGIN PASSWORD 'initial-Password-1'; \
-                 CREATE ROLE {m} LOGIN CREATEROLE PASSWORD 'master-Password-1'; GRANT {u} TO {m} WITH ADMIN OPTION;",
-                u = ident(&user),
-                m = ident(&master)
-            ))
-            .await;
-        let master_arn = create_secret(
-            &client,
-            "rt-pg-master",
-            &json!({"engine": "postgres", "host": "127.0.0.1", "port": server.port, "username": master,
-                    "password": "master-Password-1"})
-            .to_string(),
-        )
-        .await;
-        let value = json!({"engine": "postgres", "host": "127.0.0.1", "port": server.port, "username": user,
-                           "password": "initial-Password-1", "masterarn": master_arn});
-        let arn = create_secret(&client, "rt-pg", &value.to_string()).await;
+        let arn = fixtures::postgres(&server, "127.0.0.1", json!({})).await.arn;
         let function = LambdaFunction::start(
             "postgres",
             &[("ROTATION_STRATEGY", strategy), ("DATABASE_CA_BUNDLE", &ca)],
@@ -138,24 +119,9 @@ async fn mysql_both_strategies_through_the_runtime_api() {
     let ca = stack_setting("ROTOR_TLS_CA").expect("CA");
     let client = secrets_manager_client().await;
     for strategy in ["single-user", "alternating-users"] {
-        let user = format!("rt_{}", random_hex(4));
-        let master = format!("rt_master_{}", random_hex(4));
-        db.run(&format!(
-            "CREATE USER `{user}`@'%' IDENTIFIED BY 'initial-Password-1'; GRANT SELECT ON mysql.* TO `{user}`@'%'; \
-             CREATE USER `{master}`@'%' IDENTIFIED BY 'master-Password-1'; \
-             GRANT ALL PRIVILEGES ON *.* TO `{master}`@'%' WITH GRANT OPTION;"
-        ));
-        let master_arn = create_secret(
-            &client,
-            "rt-mariadb-master",
-            &json!({"engine": "mariadb", "host": "127.0.0.1", "port": db.port, "username": master,
-                    "password": "master-Password-1"})
-            .to_string(),
-        )
-        .await;
-        let value = json!({"engine": "mariadb", "host": "127.0.0.1", "port": db.port, "username": user,
-                           "password": "initial-Password-1", "masterarn": master_arn, "ssl": true});
-        let arn = create_secret(&client, "rt-mariadb", &value.to_string()).await;
+        let arn = fixtures::mariadb(&db, "127.0.0.1", json!({"ssl": true}))
+            .await
+            .arn;
         let function = LambdaFunction::start(
             "mysql",
             &[("ROTATION_STRATEGY", strategy), ("DATABASE_CA_BUNDLE", &ca)],
@@ -183,16 +149,9 @@ async fn mysql_both_strategies_through_the_runtime_api() {
 #[tokio::test]
 async fn ssh_key_through_the_runtime_api() {
     let hosts = SshHost::both();
-    let (private, public) = keygen("initial");
-    for host in &hosts {
-        host.set_authorized_keys(&format!("{public}\n"), 0o600);
-    }
+    let fixture = fixtures::ssh(&hosts).await;
+    let (arn, private) = (fixture.arn, fixture.private_key.expect("key"));
     let client = secrets_manager_client().await;
-    let value = json!({"username": ssh_user(), "private_key": private, "public_key": public,
-                       "hosts": [hosts[0].address, hosts[1].address],
-                       "host_keys": {hosts[0].address.as_str(): hosts[0].host_key(),
-                                     hosts[1].address.as_str(): hosts[1].host_key()}});
-    let arn = create_secret(&client, "rt-ssh", &value.to_string()).await;
     let function = LambdaFunction::start("ssh-key", &[]);
     let mut secrets = vec![private.clone()];
     let mut previous = private;

@@ -15,10 +15,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use rotor_tests::fixtures;
 use rotor_tests::lambda::workspace_root;
 use rotor_tests::mariadb_server::MariaDb;
 use rotor_tests::postgres_server::{ident, PgServer};
-use rotor_tests::ssh_hosts::{keygen, ssh_user, SshHost};
+use rotor_tests::ssh_hosts::SshHost;
 use rotor_tests::*;
 use serde_json::{json, Value};
 
@@ -133,83 +134,41 @@ struct Subject {
     connections: Box<dyn Fn() -> usize>,
 }
 
-async fn postgres_subject(strategy: &str) -> Subject {
+fn postgres_connections(server: PgServer) -> Box<dyn Fn() -> usize> {
+    Box::new(move || {
+        let log = server.log();
+        log.lines()
+            .filter(|l| l.contains("connection authorized") && l.contains("application_name=secret-rotor"))
+            .count()
+    })
+}
+
+async fn postgres_subject() -> Subject {
     let server = PgServer::named("pg17");
-    let (user, master) = (
-        format!("b_{}", random_hex(4)),
-        format!("b_master_{}", random_hex(4)),
-    );
-    server
-        .run(&format!(
-            "CREATE ROLE {u} LOGIN PASSWORD 'initial-Password-1'; CREATE ROLE {m} LOGIN CREATEROLE PASSWORD 'master-Password-1'; \
-             GRANT {u} TO {m} WITH ADMIN OPTION;",
-            u = ident(&user),
-            m = ident(&master)
-        ))
-        .await;
-    let client = secrets_manager_client().await;
-    let master_value = json!({"engine": "postgres", "host": "localhost", "port": server.port, "username": master,
-                              "password": "master-Password-1", "ssl": true});
-    let master_arn = create_secret(&client, "bench-pg-master", &master_value.to_string()).await;
-    let value = json!({"engine": "postgres", "host": "localhost", "port": server.port, "username": user,
-                       "password": "initial-Password-1", "masterarn": master_arn, "ssl": true});
-    let arn = create_secret(&client, "bench-pg", &value.to_string()).await;
-    let log_server = server.clone();
-    let _ = strategy;
+    let arn = fixtures::postgres(&server, "localhost", json!({"ssl": true}))
+        .await
+        .arn;
     Subject {
         arn,
-        connections: Box::new(move || {
-            log_server
-                .log()
-                .lines()
-                .filter(|l| {
-                    l.contains("connection authorized") && l.contains("application_name=secret-rotor")
-                })
-                .count()
-        }),
+        connections: postgres_connections(server),
     }
 }
 
+/// MariaDB's general log has one `Connect` line per connection attempt.
 async fn mysql_subject() -> Subject {
     let db = MariaDb::new();
-    let (user, master) = (
-        format!("b_{}", random_hex(4)),
-        format!("b_master_{}", random_hex(4)),
-    );
-    db.run(&format!(
-        "CREATE USER `{user}`@'%' IDENTIFIED BY 'initial-Password-1'; GRANT SELECT ON mysql.* TO `{user}`@'%'; \
-         CREATE USER `{master}`@'%' IDENTIFIED BY 'master-Password-1'; GRANT ALL ON *.* TO `{master}`@'%' WITH GRANT OPTION;"
-    ));
-    let client = secrets_manager_client().await;
-    let master_value = json!({"engine": "mariadb", "host": "localhost", "port": db.port, "username": master,
-                              "password": "master-Password-1", "ssl": true});
-    let master_arn = create_secret(&client, "bench-mariadb-master", &master_value.to_string()).await;
-    let value = json!({"engine": "mariadb", "host": "localhost", "port": db.port, "username": user,
-                       "password": "initial-Password-1", "masterarn": master_arn, "ssl": true});
-    let arn = create_secret(&client, "bench-mariadb", &value.to_string()).await;
+    let arn = fixtures::mariadb(&db, "localhost", json!({"ssl": true}))
+        .await
+        .arn;
     Subject {
         arn,
-        connections: Box::new(move || {
-            db.log()
-                .lines()
-                .filter(|l| l.contains("\tConnect\t") || l.contains(" Connect\t"))
-                .count()
-        }),
+        connections: Box::new(move || db.log().lines().filter(|l| l.contains("\tConnect\t")).count()),
     }
 }
 
 async fn ssh_subject() -> Subject {
-    let hosts = SshHost::both();
-    let (private, public) = keygen("bench");
-    for host in &hosts {
-        host.set_authorized_keys(&format!("{public}\n"), 0o600);
-    }
-    let client = secrets_manager_client().await;
-    let value = json!({"username": ssh_user(), "private_key": private, "public_key": public,
-                       "hosts": [hosts[0].address, hosts[1].address],
-                       "host_keys": {hosts[0].address.as_str(): hosts[0].host_key(), hosts[1].address.as_str(): hosts[1].host_key()}});
     Subject {
-        arn: create_secret(&client, "bench-ssh", &value.to_string()).await,
+        arn: fixtures::ssh(&SshHost::both()).await.arn,
         connections: Box::new(|| 0),
     }
 }
@@ -316,7 +275,7 @@ async fn main() -> Result<()> {
             .endpoint_url(&endpoint)
             .build(),
     );
-    let floor_subject = postgres_subject("single-user").await;
+    let floor_subject = postgres_subject().await;
     let mut sm_rtt = Vec::new();
     for _ in 0..50 {
         let started = Instant::now();
@@ -381,7 +340,7 @@ async fn main() -> Result<()> {
         let figures = match *bin {
             "postgres" => {
                 measure(name, &bootstrap(bin), env, runs, &endpoint, &counts, async || {
-                    postgres_subject(name).await
+                    postgres_subject().await
                 })
                 .await?
             }

@@ -1,0 +1,108 @@
+//! Ready-made secrets on the stack's servers: a user with password `initial-Password-1`, a master
+//! allowed to manage it (as on RDS), the master's secret, and the user's secret naming it, so
+//! that one fixture serves both strategies.
+
+use serde_json::{json, Value};
+
+use crate::mariadb_server::MariaDb;
+use crate::postgres_server::{ident, PgServer};
+use crate::ssh_hosts::{keygen, ssh_user, SshHost};
+use crate::{create_secret, random_hex, secrets_manager_client};
+
+/// The password every fixture user starts with.
+pub const INITIAL_PASSWORD: &str = "initial-Password-1";
+
+/// A fixture's secret and names.
+pub struct Fixture {
+    /// The user's secret.
+    pub arn: String,
+    /// The user (or SSH account).
+    pub user: String,
+    /// The master's secret (databases).
+    pub master_arn: Option<String>,
+    /// The first private key (SSH).
+    pub private_key: Option<String>,
+}
+
+fn merge(mut value: Value, extra: &Value) -> String {
+    for (key, item) in extra.as_object().cloned().unwrap_or_default() {
+        value[key] = item;
+    }
+    value.to_string()
+}
+
+/// A PostgreSQL role, a CREATEROLE master with ADMIN OPTION on it, and their secrets on
+/// `host` (`127.0.0.1` or `localhost`); `extra` keys are merged into the user's secret.
+pub async fn postgres(server: &PgServer, host: &str, extra: Value) -> Fixture {
+    let (user, master) = (
+        format!("fx_{}", random_hex(4)),
+        format!("fx_master_{}", random_hex(4)),
+    );
+    server
+        .run(&format!(
+            "CREATE ROLE {u} LOGIN PASSWORD '{INITIAL_PASSWORD}'; \
+             CREATE ROLE {m} LOGIN CREATEROLE PASSWORD 'master-Password-1'; GRANT {u} TO {m} WITH ADMIN OPTION;",
+            u = ident(&user),
+            m = ident(&master)
+        ))
+        .await;
+    let client = secrets_manager_client().await;
+    let master_value = json!({"engine": "postgres", "host": host, "port": server.port, "username": master,
+                              "password": "master-Password-1", "ssl": true});
+    let master_arn = create_secret(&client, "fx-pg-master", &master_value.to_string()).await;
+    let value = json!({"engine": "postgres", "host": host, "port": server.port, "username": user,
+                       "password": INITIAL_PASSWORD, "masterarn": master_arn});
+    let arn = create_secret(&client, "fx-pg", &merge(value, &extra)).await;
+    Fixture {
+        arn,
+        user,
+        master_arn: Some(master_arn),
+        private_key: None,
+    }
+}
+
+/// A MariaDB user on `%`, a master with every privilege WITH GRANT OPTION, and their secrets.
+pub async fn mariadb(db: &MariaDb, host: &str, extra: Value) -> Fixture {
+    let (user, master) = (
+        format!("fx_{}", random_hex(4)),
+        format!("fx_master_{}", random_hex(4)),
+    );
+    db.run(&format!(
+        "CREATE USER `{user}`@'%' IDENTIFIED BY '{INITIAL_PASSWORD}'; GRANT SELECT ON mysql.* TO `{user}`@'%'; \
+         CREATE USER `{master}`@'%' IDENTIFIED BY 'master-Password-1'; \
+         GRANT ALL PRIVILEGES ON *.* TO `{master}`@'%' WITH GRANT OPTION;"
+    ));
+    let client = secrets_manager_client().await;
+    let master_value = json!({"engine": "mariadb", "host": host, "port": db.port, "username": master,
+                              "password": "master-Password-1", "ssl": true});
+    let master_arn = create_secret(&client, "fx-mariadb-master", &master_value.to_string()).await;
+    let value = json!({"engine": "mariadb", "host": host, "port": db.port, "username": user,
+                       "password": INITIAL_PASSWORD, "masterarn": master_arn});
+    let arn = create_secret(&client, "fx-mariadb", &merge(value, &extra)).await;
+    Fixture {
+        arn,
+        user,
+        master_arn: Some(master_arn),
+        private_key: None,
+    }
+}
+
+/// A fresh key pair authorized (alone) on both stack hosts, and its secret, both hosts pinned.
+pub async fn ssh(hosts: &[SshHost; 2]) -> Fixture {
+    let (private, public) = keygen("fixture");
+    for host in hosts {
+        host.set_authorized_keys(&format!("{public}\n"), 0o600);
+    }
+    let client = secrets_manager_client().await;
+    let value = json!({"username": ssh_user(), "private_key": private, "public_key": public,
+                       "hosts": [hosts[0].address, hosts[1].address],
+                       "host_keys": {hosts[0].address.as_str(): hosts[0].host_key(),
+                                     hosts[1].address.as_str(): hosts[1].host_key()}});
+    let arn = create_secret(&client, "fx-ssh", &value.to_string()).await;
+    Fixture {
+        arn,
+        user: ssh_user(),
+        master_arn: None,
+        private_key: Some(private),
+    }
+}
