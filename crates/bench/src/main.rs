@@ -162,7 +162,7 @@ async fn mysql_subject() -> Subject {
         .arn;
     Subject {
         arn,
-        connections: Box::new(move || db.log().lines().filter(|l| l.contains("\tConnect\t")).count()),
+        connections: Box::new(move || db.log().lines().filter(|l| l.contains(" Connect\t")).count()),
     }
 }
 
