@@ -384,13 +384,15 @@ impl CapturedLogs {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
     }
+}
 
-    /// Installs the framework's own JSON subscriber, at `directives` (`RUST_LOG` syntax), for the
-    /// current thread until the guard drops. Use a current-thread runtime so every task logs
-    /// here.
-    pub fn install(&self, directives: &str) -> tracing::subscriber::DefaultGuard {
+impl CapturedLogs {
+    /// Installs the framework's JSON subscriber at `directives` for the whole process (a test
+    /// binary with a single test).
+    pub fn install_globally(&self, directives: &str) {
         let filter = tracing_subscriber::EnvFilter::new(directives);
-        tracing::subscriber::set_default(secret_rotor::logging::subscriber(filter, self.clone()))
+        tracing::subscriber::set_global_default(secret_rotor::logging::subscriber(filter, self.clone()))
+            .expect("no other global subscriber");
     }
 }
 
