@@ -375,7 +375,7 @@ pub async fn run_steps<E: Engine>(
     Ok(outcomes)
 }
 
-/// Log lines captured from a subscriber installed for the current thread.
+/// Log lines captured from the framework's JSON subscriber.
 #[derive(Clone, Default)]
 pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
 
@@ -384,9 +384,7 @@ impl CapturedLogs {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
     }
-}
 
-impl CapturedLogs {
     /// Installs the framework's JSON subscriber at `directives` for the whole process (a test
     /// binary with a single test).
     pub fn install_globally(&self, directives: &str) {
