@@ -121,10 +121,13 @@ impl<E: Engine> Rotor<E> {
 /// }
 /// ```
 pub async fn run<E: Engine>(engine: Result<E, Error>) -> Result<(), lambda_runtime::Error> {
+    let started = Instant::now();
     crate::logging::init();
     let store = SecretsManager::from_env().await;
     let rotor = Rotor::new(engine, store);
     let rotor = &rotor;
+    // Part of every cold start: worth seeing in the logs.
+    tracing::debug!(init_us = started.elapsed().as_micros() as u64, "clients and configuration ready");
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = Deadline::from_runtime_ms(event.context.deadline);
         rotor
