@@ -127,7 +127,10 @@ pub async fn run<E: Engine>(engine: Result<E, Error>) -> Result<(), lambda_runti
     let rotor = Rotor::new(engine, store);
     let rotor = &rotor;
     // Part of every cold start: worth seeing in the logs.
-    tracing::debug!(init_us = started.elapsed().as_micros() as u64, "clients and configuration ready");
+    tracing::debug!(
+        init_us = started.elapsed().as_micros() as u64,
+        "clients and configuration ready"
+    );
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = Deadline::from_runtime_ms(event.context.deadline);
         rotor
