@@ -13,6 +13,7 @@ pub mod memory_engine;
 pub mod net;
 pub mod postgres_server;
 pub mod ssh_hosts;
+pub mod tls_matrix;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;

@@ -105,10 +105,12 @@ impl From<secret_rotor::Error> for CliError {
     }
 }
 
-/// A Secrets Manager client from the standard configuration, or `endpoint` if given.
-pub async fn secrets_manager(endpoint: Option<&str>) -> aws_sdk_secretsmanager::Client {
-    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let mut config = aws_sdk_secretsmanager::config::Builder::from(&shared);
+/// A Secrets Manager client from the shared configuration, or at `endpoint` if given.
+pub fn secrets_manager(
+    shared: &aws_config::SdkConfig,
+    endpoint: Option<&str>,
+) -> aws_sdk_secretsmanager::Client {
+    let mut config = aws_sdk_secretsmanager::config::Builder::from(shared);
     if let Some(endpoint) = endpoint {
         config = config.endpoint_url(endpoint);
     }

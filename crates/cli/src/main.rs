@@ -102,7 +102,8 @@ enum StrategyArg {
 }
 
 async fn run(cli: Cli, out: &mut Output) -> Result<Exit, CliError> {
-    let client = secrets_manager(cli.endpoint.as_deref()).await;
+    let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let client = secrets_manager(&shared, cli.endpoint.as_deref());
     match cli.command {
         Command::Rotate {
             secret,
@@ -119,7 +120,6 @@ async fn run(cli: Cli, out: &mut Output) -> Result<Exit, CliError> {
                 StepArg::Test => Step::TestSecret,
                 StepArg::Finish => Step::FinishSecret,
             });
-            let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
             let logs = aws_sdk_cloudwatchlogs::Client::new(&shared);
             let args = RotateArgs {
                 secret,
