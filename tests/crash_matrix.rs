@@ -14,7 +14,7 @@ use rotor_database::{DatabaseEngine, Strategy};
 use rotor_mysql::Mysql;
 use rotor_postgres::tls::TlsConfigs;
 use rotor_postgres::Postgres;
-use rotor_ssh::SshKeyEngine;
+use rotor_ssh_key::SshKeyEngine;
 use rotor_tests::fixtures;
 use rotor_tests::lambda::workspace_root;
 use rotor_tests::mariadb_server::MariaDb;

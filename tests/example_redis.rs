@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use example_redis::RedisAclEngine;
+use rotor_example_redis::RedisAclEngine;
 use rotor_tests::*;
 use secret_rotor::{ErrorKind, Outcome, Passwords, Rotor, Step};
 use serde_json::json;

@@ -7,7 +7,7 @@ use rotor_database::{DatabaseEngine, Strategy};
 use rotor_mysql::Mysql;
 use rotor_postgres::tls::TlsConfigs;
 use rotor_postgres::Postgres;
-use rotor_ssh::SshKeyEngine;
+use rotor_ssh_key::SshKeyEngine;
 use rotor_tests::mariadb_server::MariaDb;
 use rotor_tests::postgres_server::{ident, PgServer};
 use rotor_tests::*;

@@ -3,7 +3,7 @@
 //! turns.
 
 use aws_sdk_secretsmanager::Client;
-use rotor_ssh::SshKeyEngine;
+use rotor_ssh_key::SshKeyEngine;
 use rotor_tests::net::Switch;
 use rotor_tests::ssh_hosts::{keygen, ssh_user, SshHost};
 use rotor_tests::*;

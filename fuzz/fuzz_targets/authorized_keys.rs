@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rotor_ssh::authorized_keys::{adopt, managed_prefix, with_key, without_superseded};
+use rotor_ssh_key::authorized_keys::{adopt, managed_prefix, with_key, without_superseded};
 use russh::keys::PublicKey;
 
 const NEW: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOexxNc9Jm6lCJC+ZrC4PnK1CspHmPeucpP9gfAWazFj secret-rotor:s:v2";

@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(round.to_secret_string(), doc.to_secret_string());
     }
     for result in [
-        rotor_ssh::SshKeyEngine::default().parse(&raw).map(drop),
+        rotor_ssh_key::SshKeyEngine::default().parse(&raw).map(drop),
         rotor_database::DatabaseSecret::parse(&raw, &["postgres"], 5432).map(drop),
     ] {
         if let Err(err) = result {

@@ -10,7 +10,7 @@ use rotor_database::{Database, DatabaseEngine, DatabaseSecret, Strategy, UserPai
 use rotor_mysql::Mysql;
 use rotor_postgres::tls::TlsConfigs;
 use rotor_postgres::Postgres;
-use rotor_ssh::SshKeyEngine;
+use rotor_ssh_key::SshKeyEngine;
 use secret_rotor::{Deadline, Engine, SecretString};
 use serde_json::json;
 

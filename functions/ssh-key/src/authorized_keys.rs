@@ -9,7 +9,7 @@ use russh::keys::PublicKey;
 /// The comment marking a key as managed by this function for `secret` at `version`.
 ///
 /// ```
-/// use rotor_ssh::authorized_keys::managed_comment;
+/// use rotor_ssh_key::authorized_keys::managed_comment;
 /// let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:deploy-key-AbCdEf";
 /// assert_eq!(managed_comment(arn, "v1"), "secret-rotor:deploy-key-AbCdEf:v1");
 /// ```
@@ -74,7 +74,7 @@ pub fn contains_key(content: &str, key: &PublicKey) -> bool {
 /// The content with `line` appended (never a duplicate; a missing final newline is added).
 ///
 /// ```
-/// use rotor_ssh::authorized_keys::with_key;
+/// use rotor_ssh_key::authorized_keys::with_key;
 /// use russh::keys::PublicKey;
 /// let line = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOexxNc9Jm6lCJC+ZrC4PnK1CspHmPeucpP9gfAWazFj new";
 /// let key = PublicKey::from_openssh(line).unwrap();

@@ -40,7 +40,7 @@ impl Pin {
     /// Parses a pin: a public key, a `known_hosts` line, or a `SHA256:` fingerprint.
     ///
     /// ```
-    /// use rotor_ssh::hosts::Pin;
+    /// use rotor_ssh_key::hosts::Pin;
     /// let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOexxNc9Jm6lCJC+ZrC4PnK1CspHmPeucpP9gfAWazFj";
     /// assert!(matches!(Pin::parse(key).unwrap(), Pin::Key(_)));
     /// assert!(matches!(Pin::parse(&format!("[db-1]:2222 {key}")).unwrap(), Pin::Key(_)));

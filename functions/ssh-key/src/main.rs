@@ -3,5 +3,5 @@
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    secret_rotor::run(rotor_ssh::SshKeyEngine::from_env()).await
+    secret_rotor::run(rotor_ssh_key::SshKeyEngine::from_env()).await
 }
