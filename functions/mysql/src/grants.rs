@@ -80,10 +80,15 @@ fn is_word(text: &str, token: Option<&Token>, word: &str) -> bool {
 /// The value of a name token: quotes removed and unescaped.
 fn unquote(text: &str, token: &Token) -> String {
     let raw = &text[token.span.clone()];
+    // An unterminated quote at the end of a line is a token of its own, one character long.
+    let inner = |quote: char| {
+        let rest = raw.strip_prefix(quote).unwrap_or(raw);
+        rest.strip_suffix(quote).unwrap_or(rest)
+    };
     match token.kind {
-        Kind::Quoted('`') => raw[1..raw.len().saturating_sub(1)].replace("``", "`"),
+        Kind::Quoted('`') => inner('`').replace("``", "`"),
         Kind::Quoted(q) => {
-            let inner = &raw[1..raw.len().saturating_sub(1)];
+            let inner = inner(q);
             let mut out = String::new();
             let mut chars = inner.chars().peekable();
             while let Some(c) = chars.next() {
@@ -273,6 +278,23 @@ pub fn sync_statements(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_unterminated_one_character_quote_is_no_panic() {
+        let app = Account {
+            user: "app".into(),
+            host: "%".into(),
+        };
+        for line in [
+            "GRANT SELECT ON *.* TO 'app'@'",
+            "GRANT SELECT ON *.* TO `app`@`",
+            "GRANT SELECT ON *.* TO \"",
+            "GRANT PROXY ON ''@'' TO 'app'@'%' WITH GRANT OPTION '",
+            "'",
+        ] {
+            let _ = Grant::parse(line, &app);
+        }
+    }
+
     use super::*;
 
     fn account(user: &str, host: &str) -> Account {
