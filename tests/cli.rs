@@ -259,7 +259,7 @@ async fn check_logs_in_for_every_engine_and_changes_nothing() {
         hosts_out[1]["error"]
             .as_str()
             .unwrap()
-            .contains("does not match the pinned key"),
+            .contains("matches none of its pinned keys"),
         "{out}"
     );
 }

@@ -153,12 +153,6 @@ async fn secrets_manager_refusing_connections_is_transient_then_converges() {
     assert!(logs_in(&server, &value_at(&client, &arn, "AWSCURRENT").await).await);
 }
 
-fn random_below(n: u64) -> u64 {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).expect("random");
-    u64::from_le_bytes(bytes) % n
-}
-
 #[tokio::test]
 async fn the_function_killed_with_sigkill_mid_step_then_re_driven_converges() {
     let server = PgServer::named("pg17");

@@ -2,12 +2,17 @@
 //! `authorized_keys`) and the real Secrets Manager API. The hosts are shared, so the tests take
 //! turns.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use aws_sdk_secretsmanager::Client;
+use rotor_cli::invoke::InvokeClient;
 use rotor_ssh_key::SshKeyEngine;
-use rotor_tests::net::Switch;
+use rotor_tests::lambda::LambdaFunction;
+use rotor_tests::net::{Fault, OpenConnections, PacketCutter, Relay, Switch};
 use rotor_tests::ssh_hosts::{keygen, ssh_user, SshHost};
 use rotor_tests::*;
-use secret_rotor::{ErrorKind, Outcome, Passwords, Rotor, Step};
+use secret_rotor::{Deadline, ErrorKind, Outcome, Passwords, Rotor, Step};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
@@ -209,7 +214,10 @@ async fn a_wrong_pinned_host_key_changes_nothing_on_any_host() {
         err.to_string().contains(&format!("[{}]", hosts[1].address)),
         "names the host: {err}"
     );
-    assert!(err.to_string().contains("does not match the pinned key"), "{err}");
+    assert!(
+        err.to_string().contains("matches none of its pinned keys"),
+        "{err}"
+    );
     let after: Vec<String> = hosts.iter().map(SshHost::authorized_keys).collect();
     assert_eq!(after, before, "nothing changed on any host");
 }
@@ -365,4 +373,573 @@ async fn malformed_secrets_are_refused_before_anything_is_written() {
         assert!(!err.to_string().contains("hunter2"));
         assert_eq!(writes(&store.calls()), 0);
     }
+}
+
+/// A secret for any fleet: `(address, host_keys value)` per host.
+fn fleet_value(private: &str, public: &str, hosts: &[(String, Value)]) -> Value {
+    let addresses: Vec<&str> = hosts.iter().map(|(a, _)| a.as_str()).collect();
+    let pins: serde_json::Map<String, Value> = hosts.iter().cloned().collect();
+    json!({
+        "username": ssh_user(),
+        "private_key": private,
+        "public_key": public,
+        "hosts": addresses,
+        "host_keys": pins,
+    })
+}
+
+fn ssh_rotor(client: &Client, engine: SshKeyEngine) -> Rotor<SshKeyEngine> {
+    Rotor::with_passwords(
+        Ok(engine),
+        Recording::new(client.clone()),
+        Passwords::from_lookup(|_| None, ""),
+    )
+}
+
+/// Every point of both edits (setSecret adding the key, the finish hook removing the old one):
+/// the connection cut, or stalled, right after each of the client's packets. The file is always
+/// exactly the old or the new one, the current key always logs in, and the rotation converges.
+#[tokio::test]
+async fn a_connection_cut_or_stalled_at_any_packet_of_an_edit_leaves_the_old_or_the_new_file() {
+    let _turn = HOSTS.lock().await;
+    let host = &SshHost::both()[1]; // AES-GCM only: the cutter can see packet boundaries
+    let (private, public) = keygen("initial key, made by hand");
+    let original = format!("{FOREIGN}{public}\n");
+    host.set_authorized_keys(&original, 0o600);
+    let cutter = PacketCutter::start(host.port).await;
+    let address = format!("127.0.0.1:{}", cutter.port);
+    let value = fleet_value(&private, &public, &[(address, json!(host.host_key()))]);
+    let client = secrets_manager_client().await;
+    let arn = create_secret(&client, "ssh-cut", &value.to_string()).await;
+    let rotor = ssh_rotor(&client, SshKeyEngine::default());
+    let token = new_token();
+    start_rotation(&client, &arn, &token).await;
+    let run = |step: Step, budget: Duration| {
+        let event = event(step, &arn, &token);
+        let rotor = &rotor;
+        async move { rotor.handle(&event, Deadline::after(budget)).await }
+    };
+    run(Step::CreateSecret, Duration::from_secs(30))
+        .await
+        .expect("createSecret");
+
+    // setSecret once with no fault: how many packets, and the file it leaves.
+    cutter.arm(Fault::None);
+    run(Step::SetSecret, Duration::from_secs(30))
+        .await
+        .expect("setSecret");
+    let set_packets = cutter.packets();
+    let with_new = host.authorized_keys();
+    assert_ne!(with_new, original);
+    let mut report = Vec::new();
+    for after in 1..=set_packets {
+        for fault in [Fault::Cut { after }, Fault::Stall { after }] {
+            // Stalls are slow (each waits out its deadline): every fourth packet, and the last ten.
+            if matches!(fault, Fault::Stall { .. }) && after % 4 != 0 && after + 10 < set_packets {
+                continue;
+            }
+            host.set_authorized_keys(&original, 0o600);
+            cutter.arm(fault);
+            let result = run(Step::SetSecret, Duration::from_secs(4)).await;
+            let now = host.authorized_keys();
+            assert!(
+                now == original || now == with_new,
+                "setSecret, {fault:?} of {set_packets} packets: authorized_keys is neither the old \
+                 nor the new file ({} bytes, {} before): {now:?}",
+                now.len(),
+                original.len()
+            );
+            assert!(
+                host.logs_in(&private),
+                "setSecret, {fault:?}: AWSCURRENT still logs in"
+            );
+            report.push((fault, cutter.faults() > 0, result.is_ok(), now == with_new));
+        }
+    }
+    assert!(
+        report.iter().any(|(_, hit, ok, _)| *hit && !ok),
+        "some faults failed the step: {report:?}"
+    );
+    // The retry after the faults converges.
+    cutter.arm(Fault::None);
+    host.set_authorized_keys(&original, 0o600);
+    for step in [Step::SetSecret, Step::TestSecret, Step::FinishSecret] {
+        run(step, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("{step} after the faults: {e}"));
+    }
+    let finished = host.authorized_keys();
+    let current = value_at(&client, &arn, "AWSCURRENT").await["private_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(finished.starts_with(FOREIGN) && !host.logs_in(&private) && host.logs_in(&current));
+
+    // The finish hook's edit, faulted at each of its packets (a retried finishSecret re-runs it).
+    host.set_authorized_keys(&with_new, 0o600);
+    cutter.arm(Fault::None);
+    run(Step::FinishSecret, Duration::from_secs(30))
+        .await
+        .expect("finish hook");
+    let finish_packets = cutter.packets();
+    assert_eq!(host.authorized_keys(), finished);
+    for after in 1..=finish_packets {
+        host.set_authorized_keys(&with_new, 0o600);
+        cutter.arm(Fault::Cut { after });
+        let _ = run(Step::FinishSecret, Duration::from_secs(4)).await;
+        let now = host.authorized_keys();
+        assert!(
+            now == with_new || now == finished,
+            "finish hook, cut after packet {after} of {finish_packets}: neither file: {now:?}"
+        );
+        assert!(
+            host.logs_in(&current),
+            "finish hook, cut after {after}: AWSCURRENT logs in"
+        );
+    }
+    end_rotation(&client, &arn, &token).await;
+    println!(
+        "setSecret: {set_packets} client packets, {} faults tried, {} failed the step; finish hook: {finish_packets} cuts",
+        report.len(),
+        report.iter().filter(|(_, _, ok, _)| !ok).count()
+    );
+}
+
+/// The function process killed with SIGKILL at random moments of setSecret and finishSecret,
+/// through the real Runtime API and the real SSH path: no host's file loses a line, some labelled
+/// version logs in everywhere at the kill, and a fresh process's retry converges.
+#[tokio::test]
+async fn sigkill_at_random_moments_through_the_real_ssh_path_never_loses_a_line() {
+    let _turn = HOSTS.lock().await;
+    let client = secrets_manager_client().await;
+    let mut report = Vec::new();
+    for round in 0..10 {
+        let fleet = Fleet::new(SshKeyEngine::default(), None).await;
+        let before: Vec<String> = fleet.hosts.iter().map(SshHost::authorized_keys).collect();
+        let token = new_token();
+        start_rotation(&client, &fleet.arn, &token).await;
+        let victim = if round % 2 == 0 {
+            Step::SetSecret
+        } else {
+            Step::FinishSecret
+        };
+        let delay = Duration::from_millis(random_below(120));
+        for step in Step::ALL {
+            // A fresh process on a fresh port for every invocation, as after a crash.
+            let mut function = LambdaFunction::start("ssh-key", &[]);
+            let invoker = InvokeClient::new(&function.invoke_endpoint).expect("endpoint");
+            let payload = json!({"Step": step.as_str(), "SecretId": fleet.arn, "ClientRequestToken": token});
+            if step != victim {
+                invoker
+                    .invoke("ssh-key", &payload, Duration::from_secs(30))
+                    .await
+                    .unwrap_or_else(|e| panic!("round {round}: {step}: {e}"));
+                continue;
+            }
+            tokio::select! {
+                result = invoker.invoke("ssh-key", &payload, Duration::from_secs(30)) => {
+                    result.unwrap_or_else(|e| panic!("round {round}: {step} before the kill: {e}"));
+                }
+                _ = tokio::time::sleep(delay) => {}
+            }
+            function.kill_function();
+            break;
+        }
+        // No line lost anywhere, and one labelled version logs in on every host.
+        let mut working = Vec::new();
+        for stage in ["AWSCURRENT", "AWSPENDING", "AWSPREVIOUS"] {
+            let Ok(value) = client
+                .get_secret_value()
+                .secret_id(&fleet.arn)
+                .version_stage(stage)
+                .send()
+                .await
+            else {
+                continue;
+            };
+            let value: Value = serde_json::from_str(value.secret_string().unwrap_or("{}")).expect("JSON");
+            let Some(key) = value["private_key"].as_str() else {
+                continue;
+            };
+            if fleet.hosts.iter().all(|h| h.logs_in(key)) {
+                working.push(stage);
+            }
+        }
+        for (host, before) in fleet.hosts.iter().zip(&before) {
+            let now = host.authorized_keys();
+            assert!(
+                now.starts_with(FOREIGN),
+                "round {round}: killed in {victim} after {delay:?}: {} lost lines ({} bytes, {} before)",
+                host.address,
+                now.len(),
+                before.len()
+            );
+        }
+        assert!(
+            !working.is_empty(),
+            "round {round}: killed in {victim} after {delay:?}: no labelled key logs in everywhere"
+        );
+        // The service retries the whole rotation with the same token, on a new process.
+        let function = LambdaFunction::start("ssh-key", &[]);
+        let invoker = InvokeClient::new(&function.invoke_endpoint).expect("endpoint");
+        for step in Step::ALL {
+            let payload = json!({"Step": step.as_str(), "SecretId": fleet.arn, "ClientRequestToken": token});
+            invoker
+                .invoke("ssh-key", &payload, Duration::from_secs(30))
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: retry {step}: {e}"));
+        }
+        end_rotation(&client, &fleet.arn, &token).await;
+        let current = fleet.key_at("AWSCURRENT").await;
+        for host in &fleet.hosts {
+            assert!(
+                host.logs_in(&current),
+                "round {round}: AWSCURRENT logs in after the retry"
+            );
+            assert!(
+                !host.logs_in(&fleet.initial_private),
+                "round {round}: the old key is gone"
+            );
+            assert_eq!(fleet.ours(host), 1, "round {round}: one managed line");
+            assert!(host.authorized_keys().starts_with(FOREIGN));
+        }
+        report.push(format!(
+            "killed in {victim} after {delay:?}: {} logged in everywhere; retry converged",
+            working.join(",")
+        ));
+    }
+    println!("{}", report.join("\n"));
+}
+
+const RESTRICTIONS: &str = r#"from="127.0.0.0/8",no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-pty,expiry-time="20991231""#;
+
+/// The line holding `key`'s base64 on this host, if exactly one.
+fn line_of(host: &SshHost, public_line: &str) -> String {
+    let data = public_line.split_whitespace().nth(1).expect("key data");
+    let content = host.authorized_keys();
+    let lines: Vec<&str> = content.lines().filter(|l| l.contains(data)).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{}: one line holds the key: {content}",
+        host.address
+    );
+    lines[0].to_owned()
+}
+
+#[tokio::test]
+async fn the_new_key_keeps_exactly_the_current_keys_restrictions() {
+    let _turn = HOSTS.lock().await;
+    let fleet = Fleet::new(SshKeyEngine::default(), None).await;
+    let public = value_at(&fleet.client, &fleet.arn, "AWSCURRENT").await["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for host in &fleet.hosts {
+        host.set_authorized_keys(&format!("{FOREIGN}{RESTRICTIONS} {public}\n"), 0o600);
+    }
+    for rotation in 1..=2 {
+        fleet
+            .rotate()
+            .await
+            .unwrap_or_else(|(step, e)| panic!("rotation {rotation}: {step}: {e}"));
+        let current = value_at(&fleet.client, &fleet.arn, "AWSCURRENT").await;
+        let new_public = current["public_key"].as_str().unwrap();
+        for host in &fleet.hosts {
+            let line = line_of(host, new_public);
+            assert!(
+                line.starts_with(&format!("{RESTRICTIONS} ssh-ed25519 ")),
+                "rotation {rotation}, {}: restrictions kept: {line}",
+                host.address
+            );
+            assert!(host.logs_in(current["private_key"].as_str().unwrap()));
+            assert_eq!(fleet.ours(host), 1, "the restricted old line is gone");
+            assert!(host.authorized_keys().starts_with(FOREIGN));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_key_on_several_lines_or_under_a_forced_command_changes_nothing_on_any_host() {
+    let _turn = HOSTS.lock().await;
+    let cases = [
+        ("no-pty {key}\n{key}\n", "on 2 lines"),
+        ("command=\"echo hello\" {key}\n", "forced `command=`"),
+    ];
+    for (second_host, expected) in cases {
+        let fleet = Fleet::new(SshKeyEngine::default(), None).await;
+        let public = value_at(&fleet.client, &fleet.arn, "AWSCURRENT").await["public_key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        fleet.hosts[1].set_authorized_keys(
+            &format!("{FOREIGN}{}", second_host.replace("{key}", &public)),
+            0o600,
+        );
+        let before: Vec<String> = fleet.hosts.iter().map(SshHost::authorized_keys).collect();
+        let (step, err) = fleet.rotate().await.unwrap_err();
+        assert_eq!((step, err.kind()), (Step::SetSecret, ErrorKind::Target), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("[{}]", fleet.hosts[1].address)),
+            "names the host: {message}"
+        );
+        assert!(message.contains(expected), "{message}");
+        assert!(
+            !message.contains(&format!("[{}]", fleet.hosts[0].address)),
+            "only that host: {message}"
+        );
+        let after: Vec<String> = fleet.hosts.iter().map(SshHost::authorized_keys).collect();
+        assert_eq!(after, before, "{expected}: nothing changed on any host");
+    }
+}
+
+#[tokio::test]
+async fn host_keys_pasted_from_ssh_keyscan_and_other_forms_of_several_pins() {
+    let _turn = HOSTS.lock().await;
+    let hosts = SshHost::both();
+    let scanned: Vec<String> = hosts.iter().flat_map(SshHost::keyscan).collect();
+    assert!(scanned.len() >= 6, "three host keys each: {scanned:?}");
+    assert!(
+        !scanned[0].contains("ssh-ed25519"),
+        "ssh-keyscan lists ed25519 after another type: {scanned:?}"
+    );
+    let bare_fingerprint = hosts[0]
+        .fingerprint_line("ecdsa")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let stranger_ecdsa = hosts[0].stranger_key("ecdsa");
+    let a = hosts[0].address.clone();
+    let b = hosts[1].address.clone();
+    let accepted = [
+        ("ssh-keyscan's lines", json!(scanned)),
+        (
+            "one ECDSA key; a list of three keys, RSA first",
+            json!({a.clone(): hosts[0].host_key_of("ecdsa"),
+                   b.clone(): [hosts[1].host_key_of("rsa"), hosts[1].host_key_of("ecdsa"), hosts[1].host_key()]}),
+        ),
+        (
+            "a bare ECDSA fingerprint; ssh-keygen -lf lines, one per line",
+            json!({a.clone(): bare_fingerprint,
+                   b.clone(): format!("{}\n{}", hosts[1].fingerprint_line("rsa"), hosts[1].fingerprint_line("ecdsa"))}),
+        ),
+    ];
+    let client = secrets_manager_client().await;
+    let secret = |host_keys: &Value| {
+        let (private, public) = keygen("initial");
+        for host in &hosts {
+            host.set_authorized_keys(&format!("{FOREIGN}{public}\n"), 0o600);
+        }
+        let mut value = fleet_value(&private, &public, &[]);
+        value["hosts"] = json!([a.clone(), b.clone()]);
+        value["host_keys"] = host_keys.clone();
+        value
+    };
+    for (form, host_keys) in &accepted {
+        let arn = create_secret(&client, "ssh-pins", &secret(host_keys).to_string()).await;
+        let rotor = ssh_rotor(&client, SshKeyEngine::default());
+        rotate_fully(&rotor, &client, &arn, &new_token())
+            .await
+            .unwrap_or_else(|(step, e)| panic!("{form}: {step}: {e}"));
+    }
+    // A host whose keys match none of its pins (a stranger's ECDSA key, and its own RSA key, which
+    // is not verified) is refused, and nothing changes anywhere.
+    let refused =
+        json!({a.clone(): hosts[0].host_key(), b.clone(): [stranger_ecdsa, hosts[1].host_key_of("rsa")]});
+    let arn = create_secret(&client, "ssh-pins", &secret(&refused).to_string()).await;
+    let before: Vec<String> = hosts.iter().map(SshHost::authorized_keys).collect();
+    let rotor = ssh_rotor(&client, SshKeyEngine::default());
+    let (step, err) = rotate_fully(&rotor, &client, &arn, &new_token())
+        .await
+        .unwrap_err();
+    assert_eq!((step, err.kind()), (Step::SetSecret, ErrorKind::Target), "{err}");
+    assert!(
+        err.to_string().contains(&format!("[{b}]"))
+            && err.to_string().contains("matches none of its pinned keys"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains(&format!("[{a}]")), "{err}");
+    assert_eq!(
+        hosts.iter().map(SshHost::authorized_keys).collect::<Vec<_>>(),
+        before
+    );
+    // Only RSA pinned: refused when the secret is read.
+    let rsa_only = json!({a.clone(): hosts[0].host_key_of("rsa"), b.clone(): hosts[1].host_key()});
+    let arn = create_secret(&client, "ssh-pins", &secret(&rsa_only).to_string()).await;
+    let (step, err) = rotate_fully(&rotor, &client, &arn, &new_token())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (step, err.kind()),
+        (Step::CreateSecret, ErrorKind::InvalidSecret),
+        "{err}"
+    );
+    assert!(err.to_string().contains("only RSA host keys are pinned"), "{err}");
+}
+
+#[tokio::test]
+async fn the_hand_made_first_key_goes_even_when_the_first_finish_missed_a_host() {
+    let _turn = HOSTS.lock().await;
+    let hosts = SshHost::both();
+    let mut switch = Switch::off(hosts[1].port).await;
+    switch.on().await;
+    let address = format!("127.0.0.1:{}", switch.port);
+    let fleet = Fleet::new(SshKeyEngine::default(), Some(&address)).await;
+    let token = new_token();
+    start_rotation(&fleet.client, &fleet.arn, &token).await;
+    for step in [Step::CreateSecret, Step::SetSecret, Step::TestSecret] {
+        fleet
+            .rotor
+            .handle(&event(step, &fleet.arn, &token), deadline())
+            .await
+            .expect("step");
+    }
+    // The second host is gone for the whole finish: the labels move, its hook fails, and the
+    // service eventually gives up on the rotation.
+    switch.stop();
+    let err = fleet
+        .rotor
+        .handle(&event(Step::FinishSecret, &fleet.arn, &token), deadline())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(&format!("[{address}]")), "{err}");
+    end_rotation(&fleet.client, &fleet.arn, &token).await;
+    assert!(
+        hosts[1].logs_in(&fleet.initial_private),
+        "the hand-made key is still on the missed host"
+    );
+
+    switch.on().await;
+    fleet
+        .rotate()
+        .await
+        .unwrap_or_else(|(step, e)| panic!("second rotation: {step}: {e}"));
+    let current = fleet.key_at("AWSCURRENT").await;
+    for host in &hosts {
+        assert!(host.logs_in(&current));
+        assert!(
+            !host.logs_in(&fleet.initial_private),
+            "{}: the hand-made first key is gone after the next rotation",
+            host.address
+        );
+        assert_eq!(
+            fleet.ours(host),
+            1,
+            "{}: {}",
+            host.address,
+            host.authorized_keys()
+        );
+        assert!(host.authorized_keys().starts_with(FOREIGN));
+    }
+}
+
+/// Twelve hosts behind slow links, at most two sessions at a time: never more than two open, and a
+/// step that runs out of time stops cleanly, keeps what it did, and the retries finish the rest.
+#[tokio::test]
+async fn a_fleet_is_handled_with_bounded_sessions_and_retries_keep_progress() {
+    let _turn = HOSTS.lock().await;
+    let hosts = SshHost::fleet(12);
+    let open = Arc::new(OpenConnections::default());
+    let mut relays = Vec::new();
+    for host in &hosts {
+        relays.push(Relay::start(host.port, Duration::from_millis(400), open.clone()).await);
+    }
+    let (private, public) = keygen("initial");
+    for host in &hosts {
+        host.set_authorized_keys(&format!("{FOREIGN}{public}\n"), 0o600);
+    }
+    let fleet: Vec<(String, Value)> = hosts
+        .iter()
+        .zip(&relays)
+        .map(|(host, relay)| (format!("127.0.0.1:{}", relay.port), json!(host.host_key())))
+        .collect();
+    let client = secrets_manager_client().await;
+    let arn = create_secret(
+        &client,
+        "ssh-fleet",
+        &fleet_value(&private, &public, &fleet).to_string(),
+    )
+    .await;
+    let engine = SshKeyEngine {
+        max_concurrency: 2,
+        ..SshKeyEngine::default()
+    };
+    let rotor = ssh_rotor(&client, engine);
+    let token = new_token();
+    start_rotation(&client, &arn, &token).await;
+    rotor
+        .handle(&event(Step::CreateSecret, &arn, &token), deadline())
+        .await
+        .expect("createSecret");
+    let pending = value_at(&client, &arn, "AWSPENDING").await;
+    let new_data = pending["public_key"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let with_key = || {
+        hosts
+            .iter()
+            .filter(|h| h.authorized_keys().contains(&new_data))
+            .count()
+    };
+    let mut progress = Vec::new();
+    let mut done = false;
+    for _attempt in 0..5 {
+        let result = rotor
+            .handle(
+                &event(Step::SetSecret, &arn, &token),
+                Deadline::after(Duration::from_secs(8)),
+            )
+            .await;
+        progress.push(with_key());
+        match result {
+            Ok(_) => {
+                done = true;
+                break;
+            }
+            Err(e) => assert!(
+                e.kind().is_retryable() && e.to_string().contains("a retry continues"),
+                "{e}"
+            ),
+        }
+    }
+    assert!(
+        done,
+        "setSecret converged within five attempts: hosts with the key after each: {progress:?}"
+    );
+    assert!(
+        progress.windows(2).all(|w| w[0] < w[1]),
+        "every attempt added hosts: {progress:?}"
+    );
+    assert_eq!(progress.last(), Some(&12));
+    // A session just closed is still counted until its FIN reaches the relay: one more at most.
+    assert!(
+        open.peak() <= 3,
+        "at most two sessions open at once (+1 closing), saw {}",
+        open.peak()
+    );
+    for step in [Step::TestSecret, Step::FinishSecret] {
+        rotor
+            .handle(&event(step, &arn, &token), deadline())
+            .await
+            .expect("step");
+    }
+    end_rotation(&client, &arn, &token).await;
+    assert!(open.peak() <= 3, "test and finish too: saw {}", open.peak());
+    let current = value_at(&client, &arn, "AWSCURRENT").await;
+    for host in &hosts {
+        assert!(host.logs_in(current["private_key"].as_str().unwrap()));
+        assert!(!host.logs_in(&private));
+        assert_eq!(host.authorized_keys().matches(&new_data).count(), 1);
+    }
+    println!(
+        "12 hosts, 400 ms links, 2 sessions at most: hosts with the key after each setSecret attempt {progress:?}; {} connections, peak {}",
+        open.total(),
+        open.peak()
+    );
 }

@@ -67,6 +67,13 @@ pub async fn secrets_manager_client() -> Client {
     client
 }
 
+/// A random number below `n`, for random delays.
+pub fn random_below(n: u64) -> u64 {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("random");
+    u64::from_le_bytes(bytes) % n
+}
+
 /// A random hex string, for unique names and version tokens.
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];

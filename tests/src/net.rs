@@ -79,3 +79,245 @@ impl Drop for Switch {
         self.stop();
     }
 }
+
+/// What a [`PacketCutter`] does once it has forwarded the client's packet number `after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward everything (and count the client's packets).
+    None,
+    /// Close the connection both ways, as a reset middlebox or a dead link does.
+    Cut { after: usize },
+    /// Stop forwarding both ways and hold the connection open, as a black hole does.
+    Stall { after: usize },
+}
+
+/// A forwarder in front of an SSH server that counts the client's SSH packets (across all the
+/// connections it forwards) and cuts or stalls the connection right after a chosen one: a fault
+/// on the wire at an exact point of a session, which a crash point inside the function cannot be.
+///
+/// Packet boundaries are read from the client's stream: the version line, then `length` + body
+/// before the client's `SSH_MSG_NEWKEYS`, and `length` + body + 16-byte tag after it. That needs
+/// the server to use an AEAD cipher whose length field is not encrypted (AES-GCM): the stack's
+/// second host offers only those.
+pub struct PacketCutter {
+    /// The port to list in the secret.
+    pub port: u16,
+    state: std::sync::Arc<std::sync::Mutex<CutterState>>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Debug)]
+struct CutterState {
+    fault: Fault,
+    packets: usize,
+    faults: usize,
+    /// Bumped by every `arm`: a stalled connection is let go when the fault changes.
+    generation: u64,
+}
+
+impl PacketCutter {
+    /// A forwarder to `target` on 127.0.0.1, forwarding everything.
+    pub async fn start(target: u16) -> PacketCutter {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let state = std::sync::Arc::new(std::sync::Mutex::new(CutterState {
+            fault: Fault::None,
+            packets: 0,
+            faults: 0,
+            generation: 0,
+        }));
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    if let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await {
+                        forward_counting(client, server, state).await;
+                    }
+                });
+            }
+        });
+        PacketCutter { port, state, task }
+    }
+
+    /// Sets the fault and starts counting the client's packets from zero.
+    pub fn arm(&self, fault: Fault) {
+        let mut state = self.state.lock().expect("cutter state");
+        state.fault = fault;
+        state.packets = 0;
+        state.faults = 0;
+        state.generation += 1;
+    }
+
+    /// The client packets forwarded since the last [`arm`](Self::arm).
+    pub fn packets(&self) -> usize {
+        self.state.lock().expect("cutter state").packets
+    }
+
+    /// How many connections the fault hit since the last [`arm`](Self::arm).
+    pub fn faults(&self) -> usize {
+        self.state.lock().expect("cutter state").faults
+    }
+}
+
+impl Drop for PacketCutter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The length of the first whole packet at the start of `buffer`, if it holds one.
+fn next_packet(buffer: &[u8], version_seen: bool, encrypted: bool) -> Option<usize> {
+    if !version_seen {
+        return buffer.windows(2).position(|w| w == b"\r\n").map(|at| at + 2);
+    }
+    let length = u32::from_be_bytes(buffer.get(..4)?.try_into().ok()?) as usize;
+    let total = 4 + length + if encrypted { 16 } else { 0 };
+    (buffer.len() >= total).then_some(total)
+}
+
+async fn forward_counting(
+    client: TcpStream,
+    server: TcpStream,
+    state: std::sync::Arc<std::sync::Mutex<CutterState>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = (client.set_nodelay(true), server.set_nodelay(true));
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_back = stalled.clone();
+    let back = tokio::spawn(async move {
+        let mut buffer = vec![0u8; 32 * 1024];
+        loop {
+            match server_read.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if stop_back.load(std::sync::atomic::Ordering::SeqCst) {
+                        // Stalled: swallow, never answer.
+                        continue;
+                    }
+                    if client_write.write_all(&buffer[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        client_write
+    });
+    let (mut version_seen, mut encrypted) = (false, false);
+    let mut pending = Vec::new();
+    let mut buffer = vec![0u8; 32 * 1024];
+    'connection: loop {
+        let n = match client_read.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buffer[..n]);
+        while let Some(length) = next_packet(&pending, version_seen, encrypted) {
+            let packet: Vec<u8> = pending.drain(..length).collect();
+            if server_write.write_all(&packet).await.is_err() {
+                break 'connection;
+            }
+            if version_seen && !encrypted && packet.get(5) == Some(&21) {
+                encrypted = true; // the client's SSH_MSG_NEWKEYS: its next packets use the new keys
+            }
+            version_seen = true;
+            let (fault, generation) = {
+                let mut state = state.lock().expect("cutter state");
+                state.packets += 1;
+                let hit = match state.fault {
+                    Fault::Cut { after } if state.packets == after => Some(true),
+                    Fault::Stall { after } if state.packets == after => Some(false),
+                    _ => None,
+                };
+                if hit.is_some() {
+                    state.faults += 1;
+                }
+                (hit, state.generation)
+            };
+            match fault {
+                Some(true) => {
+                    back.abort();
+                    return; // both halves dropped: the connection is closed
+                }
+                Some(false) => {
+                    stalled.store(true, std::sync::atomic::Ordering::SeqCst);
+                    // Hold the connection open and read nothing more from it, until re-armed.
+                    let _held = (client_read, server_write);
+                    while state.lock().expect("cutter state").generation == generation {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                    back.abort();
+                    return;
+                }
+                None => {}
+            }
+        }
+    }
+    let _ = server_write.shutdown().await;
+    let _ = back.await;
+}
+
+/// Connections open at once through a set of [`Relay`]s, and the most there ever were.
+#[derive(Debug, Default)]
+pub struct OpenConnections {
+    now: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+    total: std::sync::atomic::AtomicUsize,
+}
+
+impl OpenConnections {
+    /// The most connections that were open at once.
+    pub fn peak(&self) -> usize {
+        self.peak.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Connections accepted so far.
+    pub fn total(&self) -> usize {
+        self.total.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A forwarder that holds each new connection for `delay` before connecting it through (a slow
+/// link), and counts open connections in a shared [`OpenConnections`].
+pub struct Relay {
+    /// The port to list in the secret.
+    pub port: u16,
+    task: JoinHandle<()>,
+}
+
+impl Relay {
+    /// A relay to `target` on 127.0.0.1.
+    pub async fn start(
+        target: u16,
+        delay: std::time::Duration,
+        open: std::sync::Arc<OpenConnections>,
+    ) -> Relay {
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let open = open.clone();
+                tokio::spawn(async move {
+                    open.total.fetch_add(1, SeqCst);
+                    let now = open.now.fetch_add(1, SeqCst) + 1;
+                    open.peak.fetch_max(now, SeqCst);
+                    tokio::time::sleep(delay).await;
+                    if let Ok(mut server) = TcpStream::connect(("127.0.0.1", target)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                    open.now.fetch_sub(1, SeqCst);
+                });
+            }
+        });
+        Relay { port, task }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -29,6 +29,78 @@ impl SshHost {
         [Self::named("SSH1"), Self::named("SSH2")]
     }
 
+    /// The first `count` hosts of the stack's fleet (`scripts/stack up fleet`).
+    pub fn fleet(count: usize) -> Vec<SshHost> {
+        let setting = |what: &str| {
+            stack_setting(&format!("ROTOR_FLEET_{what}"))
+                .expect("no SSH fleet in the local stack: run `scripts/stack up`")
+        };
+        let size: usize = setting("SIZE").parse().expect("fleet size");
+        assert!(
+            count <= size,
+            "the stack's fleet has {size} hosts, {count} wanted"
+        );
+        let base: u16 = setting("BASE_PORT").parse().expect("fleet port");
+        let dir = PathBuf::from(setting("DIR"));
+        (1..=count)
+            .map(|i| {
+                let port = base + i as u16;
+                SshHost {
+                    address: format!("127.0.0.1:{port}"),
+                    port,
+                    dir: dir.join(format!("h{i:03}")),
+                }
+            })
+            .collect()
+    }
+
+    /// What `ssh-keyscan` prints for this host: one `known_hosts` line per host key, in its order.
+    pub fn keyscan(&self) -> Vec<String> {
+        let out = Command::new("ssh-keyscan")
+            .args(["-p", &self.port.to_string(), "127.0.0.1"])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .expect("ssh-keyscan");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// This host's public host key of `kind` (`ed25519`, `ecdsa`, `rsa`), as a line.
+    pub fn host_key_of(&self, kind: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("ssh_host_{kind}_key.pub")))
+            .expect("host key")
+            .trim()
+            .to_owned()
+    }
+
+    /// `ssh-keygen -lf`'s line for this host's key of `kind` (`256 SHA256:… comment (ECDSA)`).
+    pub fn fingerprint_line(&self, kind: &str) -> String {
+        let out = Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(self.dir.join(format!("ssh_host_{kind}_key.pub")))
+            .output()
+            .expect("ssh-keygen -lf");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// A public key of `kind` that is not this host's.
+    pub fn stranger_key(&self, kind: &str) -> String {
+        let path = std::env::temp_dir().join(format!("rotor-stranger-{}", random_hex(6)));
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", kind, "-N", "", "-f"])
+            .arg(&path)
+            .status()
+            .expect("ssh-keygen");
+        assert!(status.success());
+        let public = std::fs::read_to_string(path.with_extension("pub")).expect("public key");
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(path.with_extension("pub"));
+        public.trim().to_owned()
+    }
+
     fn named(key: &str) -> SshHost {
         let setting = |what: &str| {
             stack_setting(&format!("ROTOR_{key}_{what}"))

@@ -30,8 +30,18 @@ pub fn managed_prefix(secret_id: &str) -> String {
     format!("secret-rotor:{name}:")
 }
 
-/// The key and comment of an `authorized_keys` line (options, if any, skipped).
-fn parse_line(line: &str) -> Option<(PublicKey, String)> {
+/// One `authorized_keys` line, understood.
+struct KeyLine<'a> {
+    /// The options field (`from="…",no-pty`), empty when the line has none.
+    options: &'a str,
+    key: PublicKey,
+    comment: &'a str,
+    /// Where the key's base64 ends in the line (what follows is the comment).
+    key_end: usize,
+}
+
+/// The options, key and comment of an `authorized_keys` line.
+fn parse_line(line: &str) -> Option<KeyLine<'_>> {
     let trimmed = line.trim();
     if trimmed.is_empty() || trimmed.starts_with('#') {
         return None;
@@ -42,7 +52,15 @@ fn parse_line(line: &str) -> Option<(PublicKey, String)> {
         let mut words = rest.splitn(3, char::is_whitespace);
         if let (Some(kind), Some(data)) = (words.next(), words.next()) {
             if let Ok(key) = PublicKey::from_openssh(&format!("{kind} {data}")) {
-                return Some((key, words.next().unwrap_or("").trim().to_owned()));
+                let options = trimmed[..trimmed.len() - rest.len()].trim_end();
+                let rest_start = (line.len() - line.trim_start().len()) + (trimmed.len() - rest.len());
+                let separator = rest[kind.len()..].chars().next().map_or(0, char::len_utf8);
+                return Some(KeyLine {
+                    options,
+                    key,
+                    comment: words.next().unwrap_or("").trim(),
+                    key_end: rest_start + kind.len() + separator + data.len(),
+                });
             }
         }
         rest = skip_options(rest)?;
@@ -68,30 +86,89 @@ pub fn contains_key(content: &str, key: &PublicKey) -> bool {
     content
         .lines()
         .filter_map(parse_line)
-        .any(|(k, _)| k.key_data() == key.key_data())
+        .any(|line| line.key.key_data() == key.key_data())
 }
 
-/// The content with `line` appended (never a duplicate; a missing final newline is added).
+/// Why a new key cannot be authorized beside the current one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddRefused {
+    /// No line holds the current key (it logs in through another file or a command).
+    CurrentKeyAbsent,
+    /// Several lines hold the current key (their options may differ): which to copy is a guess.
+    CurrentKeyOnLines(usize),
+}
+
+impl std::fmt::Display for AddRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AddRefused::CurrentKeyAbsent => write!(
+                f,
+                "the current key is not in ~/.ssh/authorized_keys (it logs in through another file \
+                 or an AuthorizedKeysCommand): only keys in that file can be rotated"
+            ),
+            AddRefused::CurrentKeyOnLines(n) => write!(
+                f,
+                "the current key is on {n} lines of ~/.ssh/authorized_keys: leave one line for it \
+                 (with the options the key should have)"
+            ),
+        }
+    }
+}
+
+/// The options field of the one line that holds `current` (empty when it has none).
+pub fn current_options<'a>(content: &'a str, current: &PublicKey) -> Result<&'a str, AddRefused> {
+    let mut found = content
+        .lines()
+        .filter_map(parse_line)
+        .filter(|line| line.key.key_data() == current.key_data())
+        .map(|line| line.options);
+    match (found.next(), found.count()) {
+        (None, _) => Err(AddRefused::CurrentKeyAbsent),
+        (Some(options), 0) => Ok(options),
+        (Some(_), more) => Err(AddRefused::CurrentKeyOnLines(more + 1)),
+    }
+}
+
+/// The content with `new_line` (the new key) authorized exactly as `current` is: with the current
+/// line's options, so that a rotation never widens what the key may do. The current line is
+/// re-commented as managed (`<prefix>adopted`) when it is not yet, so that once superseded it is
+/// removed by whichever later finish reaches the host. `Ok(None)` when the new key is already
+/// there (a retry).
 ///
 /// ```
-/// use rotor_ssh_key::authorized_keys::with_key;
+/// use rotor_ssh_key::authorized_keys::with_key_beside;
 /// use russh::keys::PublicKey;
-/// let line = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOexxNc9Jm6lCJC+ZrC4PnK1CspHmPeucpP9gfAWazFj new";
-/// let key = PublicKey::from_openssh(line).unwrap();
-/// assert_eq!(with_key("# team keys", &key, line).unwrap(), format!("# team keys\n{line}\n"));
-/// assert!(with_key(&format!("{line}\n"), &key, line).is_none(), "already there");
+/// let old = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOexxNc9Jm6lCJC+ZrC4PnK1CspHmPeucpP9gfAWazFj";
+/// let new = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAIKn7xs11ogG4GDxNVQwEuXqi31wiZPjckKAzL6aX90 s:v2";
+/// let (current, key) = (PublicKey::from_openssh(old).unwrap(), PublicKey::from_openssh(new).unwrap());
+/// let content = format!("from=\"10.1.0.0/16\",no-pty {old} by hand\n");
+/// assert_eq!(
+///     with_key_beside(&content, "s:", &current, &key, new).unwrap().unwrap(),
+///     format!("from=\"10.1.0.0/16\",no-pty {old} s:adopted\nfrom=\"10.1.0.0/16\",no-pty {new}\n")
+/// );
 /// ```
-pub fn with_key(content: &str, key: &PublicKey, line: &str) -> Option<String> {
+pub fn with_key_beside(
+    content: &str,
+    prefix: &str,
+    current: &PublicKey,
+    key: &PublicKey,
+    new_line: &str,
+) -> Result<Option<String>, AddRefused> {
     if contains_key(content, key) {
-        return None;
+        return Ok(None);
     }
-    let mut out = content.to_owned();
+    let options = current_options(content, current)?;
+    let mut out = adopt(content, prefix, current).unwrap_or_else(|| content.to_owned());
     if !out.is_empty() && !out.ends_with('\n') {
         out.push('\n');
     }
-    out.push_str(line.trim_end());
+    if !options.is_empty() {
+        out.push_str(options);
+        out.push(' ');
+    }
+    out.push_str(new_line.trim_end());
     out.push('\n');
-    Some(out)
+    Ok(Some(out))
 }
 
 /// The content without this secret's keys other than `keep`: lines carrying the secret's managed
@@ -106,7 +183,7 @@ pub fn without_superseded(
     let mut changed = false;
     let mut out = String::with_capacity(content.len());
     for line in content.split_inclusive('\n') {
-        let remove = parse_line(line).is_some_and(|(key, comment)| {
+        let remove = parse_line(line).is_some_and(|KeyLine { key, comment, .. }| {
             let kept = keep.iter().any(|k| k.key_data() == key.key_data());
             let ours =
                 comment.starts_with(prefix) || superseded.is_some_and(|s| s.key_data() == key.key_data());
@@ -125,16 +202,16 @@ pub fn without_superseded(
 /// key the secret held before this function managed it (the first key, put there by hand) is
 /// removed by a later rotation. `None` when no such unmanaged line exists.
 pub fn adopt(content: &str, prefix: &str, key: &PublicKey) -> Option<String> {
-    let data = key.to_openssh().ok()?.split_whitespace().nth(1)?.to_owned();
     let mut changed = false;
     let mut out = String::with_capacity(content.len() + 64);
     for line in content.split_inclusive('\n') {
-        let unmanaged_match = parse_line(line)
-            .is_some_and(|(k, comment)| k.key_data() == key.key_data() && !comment.starts_with(prefix));
-        match line.find(&data).filter(|_| unmanaged_match) {
+        let unmanaged_end = parse_line(line)
+            .filter(|found| found.key.key_data() == key.key_data() && !found.comment.starts_with(prefix))
+            .map(|found| found.key_end);
+        match unmanaged_end {
             Some(at) => {
                 changed = true;
-                out.push_str(&line[..at + data.len()]);
+                out.push_str(&line[..at]);
                 out.push(' ');
                 out.push_str(prefix);
                 out.push_str("adopted");
@@ -197,9 +274,58 @@ mod tests {
             format!("no-pty ssh-ed25519 {A} secret-rotor:s:adopted\nssh-ed25519 {B} bob\n")
         );
         assert!(adopt(&adopted, &prefix, &key(A)).is_none());
+        // The key's base64 inside an option is not the key field.
+        let tricky = format!("command=\"echo {A}\" ssh-ed25519 {A} hand\n");
+        assert_eq!(
+            adopt(&tricky, &prefix, &key(A)).unwrap(),
+            format!("command=\"echo {A}\" ssh-ed25519 {A} secret-rotor:s:adopted\n")
+        );
         assert_eq!(
             without_superseded(&adopted, &prefix, &[&key(B)], None).unwrap(),
             format!("ssh-ed25519 {B} bob\n")
+        );
+    }
+
+    #[test]
+    fn the_new_key_carries_exactly_the_current_keys_options() {
+        let prefix = managed_prefix("s");
+        let (a, b) = (key(A), key(B));
+        let new_line = format!("ssh-ed25519 {B} {prefix}v2");
+        let options =
+            r#"from="10.1.0.0/16",no-port-forwarding,no-agent-forwarding,no-pty,expiry-time="20991231""#;
+        let content = format!("# team\n{options} ssh-ed25519 {A} {prefix}v1\n");
+        assert_eq!(
+            with_key_beside(&content, &prefix, &a, &b, &new_line)
+                .unwrap()
+                .unwrap(),
+            format!("{content}{options} {new_line}\n"),
+            "managed current line untouched, options copied"
+        );
+        // No options: a plain line; a hand-made current line is adopted.
+        let plain = format!("ssh-ed25519 {A} by hand");
+        assert_eq!(
+            with_key_beside(&plain, &prefix, &a, &b, &new_line)
+                .unwrap()
+                .unwrap(),
+            format!("ssh-ed25519 {A} {prefix}adopted\n{new_line}\n")
+        );
+        // Already there: nothing to do, whatever the current key's lines.
+        assert_eq!(
+            with_key_beside(&format!("{new_line}\n"), &prefix, &a, &b, &new_line),
+            Ok(None)
+        );
+        assert_eq!(
+            with_key_beside("# nothing", &prefix, &a, &b, &new_line),
+            Err(AddRefused::CurrentKeyAbsent)
+        );
+        let twice = format!("no-pty ssh-ed25519 {A} x\nssh-ed25519 {A} y\n");
+        assert_eq!(
+            with_key_beside(&twice, &prefix, &a, &b, &new_line),
+            Err(AddRefused::CurrentKeyOnLines(2))
+        );
+        assert_eq!(
+            current_options(&twice[..twice.find('\n').unwrap()], &a),
+            Ok("no-pty")
         );
     }
 

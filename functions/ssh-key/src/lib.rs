@@ -35,11 +35,27 @@ fn every_host(fleet: &[Host]) -> Vec<(&Host, ())> {
     fleet.iter().map(|host| (host, ())).collect()
 }
 
-/// Reads the user's `authorized_keys` (empty when missing).
-const READ_SCRIPT: &str = r#"cat "$HOME/.ssh/authorized_keys" 2>/dev/null || true"#;
+/// The first line `READ_SCRIPT` prints: proof that the function's own command ran, and not a
+/// forced `command=` of the key's `authorized_keys` line in its place.
+macro_rules! read_marker {
+    () => {
+        "secret-rotor: authorized_keys follows"
+    };
+}
+const READ_MARKER: &str = read_marker!();
 
-/// Replaces `authorized_keys` with stdin, atomically, if it still has the hash we read.
-fn write_script(expected_sha256: &str) -> String {
+/// Prints the marker, then the user's `authorized_keys` (nothing when missing).
+const READ_SCRIPT: &str = concat!(
+    "printf '%s\\n' '",
+    read_marker!(),
+    r#"'; cat "$HOME/.ssh/authorized_keys" 2>/dev/null || true"#
+);
+
+/// Replaces `authorized_keys` with stdin, atomically, only if stdin arrived whole (`new_len`
+/// bytes hashing to `new_sha256`) and the file still hashes to `old_sha256`. A connection cut
+/// before or while the input arrives leaves a short temporary file: it is removed, and the file
+/// keeps every line it had.
+fn write_script(old_sha256: &str, new_len: usize, new_sha256: &str) -> String {
     format!(
         r#"set -eu
 d="$HOME/.ssh"; f="$d/authorized_keys"
@@ -47,15 +63,29 @@ umask 077
 mkdir -p "$d"
 t=$(mktemp "$d/.authorized_keys.XXXXXX")
 trap 'rm -f "$t"' EXIT
+trap 'exit 129' HUP INT TERM PIPE
 cat > "$t"
+n=$(wc -c < "$t")
+if [ "$n" -ne {new_len} ] || [ "$(sha256sum < "$t" | cut -c1-64)" != "{new_sha256}" ]; then echo "the new authorized_keys arrived incomplete ($n of {new_len} bytes): left unchanged" >&2; exit 5; fi
 if [ -e "$f" ]; then chmod "$(stat -c %a "$f")" "$t"; else chmod 600 "$t"; fi
 h=$(cat "$f" 2>/dev/null | sha256sum | cut -c1-64)
-if [ "$h" != "{expected_sha256}" ]; then echo "authorized_keys changed while it was being edited" >&2; exit 4; fi
+if [ "$h" != "{old_sha256}" ]; then echo "authorized_keys changed while it was being edited" >&2; exit 4; fi
 mv -f "$t" "$f"
 trap - EXIT
 "#
     )
 }
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Host edits are not started with less than this left before the deadline: the step stops
+/// cleanly, and the retry finds the hosts already done.
+const EDIT_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// At most this many hosts are named in one error; the count says how many failed.
+const NAMED_FAILURES: usize = 10;
 
 /// The engine and its settings (environment variables of the function).
 #[derive(Debug, Clone)]
@@ -137,7 +167,13 @@ impl SshKeyEngine {
             .iter()
             .filter_map(|(host, r)| r.as_ref().err().map(|e| format!("[{host}] {e}")))
             .collect();
-        if failures.is_empty() {
+        let failed = failures.len();
+        let mut named = failures;
+        if named.len() > NAMED_FAILURES {
+            named.truncate(NAMED_FAILURES);
+            named.push(format!("and {} more", failed - NAMED_FAILURES));
+        }
+        if failed == 0 {
             return Ok(results
                 .into_iter()
                 .filter_map(|(host, r)| r.ok().map(|t| (host, t)))
@@ -146,11 +182,7 @@ impl SshKeyEngine {
         let retryable = results
             .iter()
             .any(|(_, r)| r.as_ref().is_err_and(|e| e.kind().is_retryable()));
-        let message = format!(
-            "{what}: {} of {total} hosts failed: {}",
-            failures.len(),
-            failures.join("; ")
-        );
+        let message = format!("{what}: {failed} of {total} hosts failed: {}", named.join("; "));
         Err(Error::new(
             if retryable {
                 ErrorKind::Transient
@@ -237,26 +269,57 @@ impl SshSecret {
     }
 }
 
+/// Reads the user's `authorized_keys` through the function's own command.
+async fn read_authorized_keys(remote: &mut Remote, deadline: Deadline) -> Result<String, Error> {
+    let output = remote.run(READ_SCRIPT, b"", deadline).await?;
+    let text = String::from_utf8(output.stdout)
+        .map_err(|_| Error::target("authorized_keys is not UTF-8 text: refusing to edit it"))?;
+    match text
+        .strip_prefix(READ_MARKER)
+        .and_then(|rest| rest.strip_prefix('\n'))
+    {
+        Some(content) if output.status == Some(0) => Ok(content.to_owned()),
+        _ => Err(Error::target(
+            "the function's commands do not run with this key (a forced `command=` on its \
+             authorized_keys line, or a restricted shell): the key cannot be rotated by this function",
+        )),
+    }
+}
+
+/// Replaces `authorized_keys`, which read as `old`, with `new`: applied only if `new` arrived
+/// whole and the file is still `old`.
+async fn replace_authorized_keys(
+    remote: &mut Remote,
+    old: &str,
+    new: &str,
+    deadline: Deadline,
+) -> Result<(), Error> {
+    let script = write_script(
+        &sha256_hex(old.as_bytes()),
+        new.len(),
+        &sha256_hex(new.as_bytes()),
+    );
+    remote.run_ok(&script, new.as_bytes(), deadline).await.map(drop)
+}
+
 /// Reads `authorized_keys`, applies `edit`, and writes the result back if it changed.
 async fn edit_authorized_keys(
     remote: &mut Remote,
     deadline: Deadline,
     edit: impl FnOnce(&str) -> Option<String>,
 ) -> Result<bool, Error> {
-    let content = remote.run_ok(READ_SCRIPT, b"", deadline).await?;
-    let content = String::from_utf8(content)
-        .map_err(|_| Error::target("authorized_keys is not UTF-8 text: refusing to edit it"))?;
+    let content = read_authorized_keys(remote, deadline).await?;
     let Some(new_content) = edit(&content) else {
         return Ok(false);
     };
-    let expected: String = Sha256::digest(content.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    remote
-        .run_ok(&write_script(&expected), new_content.as_bytes(), deadline)
-        .await?;
+    replace_authorized_keys(remote, &content, &new_content, deadline).await?;
     Ok(true)
+}
+
+/// What setSecret found on a host: the file as read, and what it must become.
+struct PlannedEdit {
+    read: String,
+    new: String,
 }
 
 impl Engine for SshKeyEngine {
@@ -308,30 +371,57 @@ impl Engine for SshKeyEngine {
             ));
         }
         let deadline = ctx.deadline();
-        // Every host first: an unknown host key or an unreachable host changes nothing anywhere.
-        let sessions = self
+        let prefix = authorized_keys::managed_prefix(ctx.secret_id());
+        let line = pending.public_line()?;
+        let (prefix, line) = (prefix.as_str(), line.as_str());
+        // Every host read and planned first, each session closed before the next opens (bounded
+        // by SSH_MAX_CONCURRENCY): an unreachable host, an unknown host key or a key line that
+        // cannot be copied changes nothing anywhere.
+        let plans = self
             .on_every_host(
                 every_host(&current.fleet),
-                "logging in with the current key",
-                |host, ()| async move { current.login(host, &current.key, deadline).await },
+                "checking every host with the current key (nothing changed on any host)",
+                |host, ()| async move {
+                    let mut remote = current.login(host, &current.key, deadline).await?;
+                    let read = read_authorized_keys(&mut remote, deadline).await;
+                    remote.close().await;
+                    let read = read?;
+                    let planned = authorized_keys::with_key_beside(
+                        &read,
+                        prefix,
+                        &current.public_key,
+                        &pending.public_key,
+                        line,
+                    )
+                    .map_err(|refused| Error::target(refused.to_string()))?;
+                    Ok(planned.map(|new| PlannedEdit { read, new }))
+                },
             )
             .await?;
-        let line = pending.public_line()?;
-        let line = line.as_str();
-        let changed = self
-            .on_every_host(sessions, "adding the new key", |_, mut remote| async move {
-                let result = edit_authorized_keys(&mut remote, deadline, |content| {
-                    authorized_keys::with_key(content, &pending.public_key, line)
-                })
-                .await;
-                remote.close().await;
-                result
-            })
-            .await?;
+        let hosts = plans.len();
+        let edits: Vec<(&Host, PlannedEdit)> = plans
+            .into_iter()
+            .filter_map(|(host, plan)| plan.map(|plan| (host, plan)))
+            .collect();
+        let changed = edits.len();
+        // Hosts that already have the key (a retry) need nothing; one that is edited stays done,
+        // so a retry after the deadline continues where this attempt stopped.
+        self.on_every_host(edits, "adding the new key", |host, plan| async move {
+            if deadline.remaining() < EDIT_MARGIN {
+                return Err(Error::timeout(format!(
+                    "adding the key to {host}: not started so close to the deadline; a retry continues"
+                )));
+            }
+            let mut remote = current.login(host, &current.key, deadline).await?;
+            let result = replace_authorized_keys(&mut remote, &plan.read, &plan.new, deadline).await;
+            remote.close().await;
+            result
+        })
+        .await?;
         tracing::info!(
             secret_arn = ctx.secret_id(),
-            hosts = changed.len(),
-            changed = changed.iter().filter(|(_, changed)| *changed).count(),
+            hosts,
+            changed,
             "new key authorized on every host"
         );
         Ok(())
@@ -373,6 +463,11 @@ impl Engine for SshKeyEngine {
                 every_host(&current.fleet),
                 "removing the superseded key",
                 |host, ()| async move {
+                    if deadline.remaining() < EDIT_MARGIN {
+                        return Err(Error::timeout(format!(
+                            "removing the key from {host}: not started so close to the deadline; a retry continues"
+                        )));
+                    }
                     let mut remote = current.login(host, &current.key, deadline).await?;
                     let result = edit_authorized_keys(&mut remote, deadline, |content| {
                         let removed = authorized_keys::without_superseded(content, prefix, keep, superseded);

@@ -1,23 +1,24 @@
 //! One SSH session to one host: the pinned host key checked before anything else, public-key
 //! login, and commands whose exit status is always checked.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use russh::client::{self, Handle};
-use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
-use russh::ChannelMsg;
+use russh::keys::{Algorithm, HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::{ChannelMsg, Preferred};
 use secret_rotor::{Deadline, Error};
 
-use crate::hosts::{Host, Pin};
+use crate::hosts::Host;
 
 /// The longest a single connect may take, whatever the invocation's deadline.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accepts the server only if its key is the pinned one; remembers what it saw for the error.
+/// Accepts the server only if its key matches one of the host's pins; remembers what it saw.
 struct PinnedHostKey {
-    pin: Pin,
-    seen: Arc<Mutex<Option<String>>>,
+    host: Host,
+    seen: Arc<Mutex<Option<PublicKey>>>,
 }
 
 impl client::Handler for PinnedHostKey {
@@ -28,9 +29,9 @@ impl client::Handler for PinnedHostKey {
             return Ok(false);
         };
         if let Ok(mut seen) = self.seen.lock() {
-            *seen = Some(key.fingerprint(HashAlg::Sha256).to_string());
+            *seen = Some(key.clone());
         }
-        Ok(self.pin.matches(key))
+        Ok(self.host.accepts(key))
     }
 }
 
@@ -59,36 +60,31 @@ impl Remote {
         deadline: Deadline,
     ) -> Result<Self, Error> {
         secret_rotor::failpoint!("ssh.connect.before");
-        let seen = Arc::new(Mutex::new(None));
-        let handler = PinnedHostKey {
-            pin: host.pin.clone(),
-            seen: seen.clone(),
-        };
-        let config = Arc::new(client::Config {
-            inactivity_timeout: Some(deadline.remaining().max(Duration::from_secs(1))),
-            nodelay: true,
-            ..Default::default()
-        });
-        let budget = deadline.remaining_at_most(CONNECT_TIMEOUT);
-        let connected = tokio::time::timeout(
-            budget,
-            client::connect(config, (host.name.as_str(), host.port), handler),
-        )
-        .await
-        .map_err(|_| Error::timeout(format!("connecting to {host}")))?;
-        let mut handle = match connected {
-            Ok(handle) => handle,
-            Err(russh::Error::UnknownKey) => {
-                let seen = seen
-                    .lock()
-                    .ok()
-                    .and_then(|s| s.clone())
-                    .unwrap_or_else(|| "a certificate".into());
-                return Err(Error::target(format!(
-                    "{host}: host key {seen} does not match the pinned key: refusing to connect"
-                )));
+        let mut offered = host.offered_algorithms();
+        let mut handle = loop {
+            let seen = Arc::new(Mutex::new(None));
+            match Self::handshake(host, &offered, seen.clone(), deadline).await? {
+                Ok(handle) => break handle,
+                Err(russh::Error::UnknownKey) => {
+                    let seen = seen.lock().ok().and_then(|s| s.clone());
+                    // A pin that does not say its algorithm (a bare fingerprint) may be of another
+                    // of the host's keys: ask for the next algorithm before refusing.
+                    let presented = seen.as_ref().map(PublicKey::algorithm);
+                    let before = offered.len();
+                    offered.retain(|a| Some(a) != presented.as_ref());
+                    if offered.len() < before && !offered.is_empty() {
+                        continue;
+                    }
+                    let seen = seen.map_or_else(
+                        || "a certificate".to_owned(),
+                        |key| format!("{} {}", key.algorithm(), key.fingerprint(HashAlg::Sha256)),
+                    );
+                    return Err(Error::target(format!(
+                        "{host}: host key {seen} matches none of its pinned keys: refusing to connect"
+                    )));
+                }
+                Err(e) => return Err(Error::transient(format!("{host}: cannot connect: {e}"))),
             }
-            Err(e) => return Err(Error::transient(format!("{host}: cannot connect: {e}"))),
         };
         let auth = deadline
             .run(format!("logging in to {host}"), async {
@@ -107,6 +103,35 @@ impl Remote {
             handle,
             host: host.to_string(),
         })
+    }
+
+    /// One key exchange with `host`, offering only `algorithms` for its host key.
+    async fn handshake(
+        host: &Host,
+        algorithms: &[Algorithm],
+        seen: Arc<Mutex<Option<PublicKey>>>,
+        deadline: Deadline,
+    ) -> Result<Result<Handle<PinnedHostKey>, russh::Error>, Error> {
+        let handler = PinnedHostKey {
+            host: host.clone(),
+            seen,
+        };
+        let config = Arc::new(client::Config {
+            inactivity_timeout: Some(deadline.remaining().max(Duration::from_secs(1))),
+            nodelay: true,
+            preferred: Preferred {
+                key: Cow::Owned(algorithms.to_vec()),
+                ..Preferred::default()
+            },
+            ..Default::default()
+        });
+        let budget = deadline.remaining_at_most(CONNECT_TIMEOUT);
+        tokio::time::timeout(
+            budget,
+            client::connect(config, (host.name.as_str(), host.port), handler),
+        )
+        .await
+        .map_err(|_| Error::timeout(format!("connecting to {host}")))
     }
 
     /// Runs `command`, feeding it `stdin`, and collects its output and exit status.
