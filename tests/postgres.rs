@@ -532,6 +532,51 @@ async fn case14_passwords_with_every_allowed_character_work() {
 /// Name, driver (trust roots), host, port, secret keys, expected: encrypted or error text.
 type TlsCase<'a> = (&'a str, &'a Postgres, &'a str, u16, Value, Result<bool, &'a str>);
 
+/// A man in the middle that declines TLS and asks for the password in clear gets nothing under
+/// the default, not even the user name; only an explicit `sslmode: disable` talks to it.
+#[tokio::test]
+async fn a_server_that_declines_tls_and_asks_for_a_cleartext_password_gets_nothing() {
+    let (port, captured) = rotor_tests::postgres_server::cleartext_password_phisher().await;
+    let user = format!("phished_{}", random_hex(4));
+    for keys in [
+        json!({}),
+        json!({"ssl": true}),
+        json!({"sslmode": "prefer"}),
+        json!({"sslmode": "require"}),
+    ] {
+        let outcome = tls_matrix::login(
+            &driver(),
+            "postgres",
+            ("127.0.0.1", port),
+            (&user, INITIAL),
+            keys.clone(),
+            |s| s.tls,
+        )
+        .await;
+        let err = outcome.expect_err("no login through the phisher");
+        assert!(err.to_string().contains("does not offer TLS"), "{keys}: {err}");
+        assert_eq!(err.kind(), ErrorKind::Target, "{keys}: {err}");
+        let seen = captured.lock().unwrap().clone();
+        assert!(
+            seen.is_empty(),
+            "{keys}: the client sent {} bytes after the TLS request",
+            seen.len()
+        );
+    }
+    // Explicit plaintext: the startup message goes (the user asked for it), and a login error.
+    let _ = tls_matrix::login(
+        &driver(),
+        "postgres",
+        ("127.0.0.1", port),
+        (&user, INITIAL),
+        json!({"sslmode": "disable"}),
+        |s| s.tls,
+    )
+    .await;
+    let seen = String::from_utf8_lossy(&captured.lock().unwrap()).into_owned();
+    assert!(seen.contains(&user), "sslmode disable talks in clear, as asked");
+}
+
 #[tokio::test]
 async fn case19_tls_matrix() {
     for server in PgServer::all() {
@@ -570,11 +615,35 @@ async fn case19_tls_matrix() {
                 Err("TLS failed"),
             ),
             (
-                "default, server without TLS",
+                "default, server without TLS: no downgrade",
                 &trusted,
                 ip,
                 no_tls_port,
                 json!({}),
+                Err("set `\"sslmode\": \"disable\"`"),
+            ),
+            (
+                "sslmode prefer, server without TLS: no downgrade",
+                &trusted,
+                ip,
+                no_tls_port,
+                json!({"sslmode": "prefer"}),
+                Err("does not offer TLS, and this secret requires it"),
+            ),
+            (
+                "ssl false, server without TLS",
+                &trusted,
+                ip,
+                no_tls_port,
+                json!({"ssl": false}),
+                Ok(plain),
+            ),
+            (
+                "sslmode disable, server without TLS",
+                &trusted,
+                ip,
+                no_tls_port,
+                json!({"sslmode": "disable"}),
                 Ok(plain),
             ),
             (
@@ -600,7 +669,7 @@ async fn case19_tls_matrix() {
                 ip,
                 no_tls_port,
                 json!({"ssl": true}),
-                Err(""),
+                Err("does not offer TLS, and this secret requires it"),
             ),
             ("ssl false", &trusted, ip, port, json!({"ssl": false}), Ok(plain)),
             (
@@ -641,7 +710,7 @@ async fn case19_tls_matrix() {
                 ip,
                 no_tls_port,
                 json!({"sslmode": "require"}),
-                Err(""),
+                Err("does not offer TLS, and this secret requires it"),
             ),
             (
                 "sslmode verify-ca, wrong host name",

@@ -161,3 +161,53 @@ pub async fn tls_refusing_proxy(port: u16) -> u16 {
     });
     proxy_port
 }
+
+/// A man in the middle that answers "no TLS" to the TLS request and then asks for the password
+/// in clear (`AuthenticationCleartextPassword`), as an attacker on the path can. Returns its port
+/// and everything a client sent it after the TLS request (the startup message and any password).
+pub async fn cleartext_password_phisher() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind phisher");
+    let port = listener.local_addr().expect("address").port();
+    let captured = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = captured.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let mut first = [0u8; 8];
+                if client.read_exact(&mut first).await.is_err() {
+                    return;
+                }
+                if first == [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f] {
+                    if client.write_all(b"N").await.is_err() {
+                        return;
+                    }
+                } else if let Ok(mut sink) = sink.lock() {
+                    sink.extend_from_slice(&first);
+                }
+                // Whatever startup message comes: ask for the password in clear.
+                let mut buffer = [0u8; 4096];
+                let mut asked = false;
+                loop {
+                    match tokio::time::timeout(std::time::Duration::from_secs(5), client.read(&mut buffer))
+                        .await
+                    {
+                        Ok(Ok(n)) if n > 0 => {
+                            if let Ok(mut sink) = sink.lock() {
+                                sink.extend_from_slice(&buffer[..n]);
+                            }
+                            if !asked {
+                                asked = true;
+                                if client.write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 3]).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        _ => return,
+                    }
+                }
+            });
+        }
+    });
+    (port, captured)
+}

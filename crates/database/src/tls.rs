@@ -7,31 +7,34 @@ use secret_rotor::{Error, SecretJson};
 pub const CA_BUNDLE_VARIABLE: &str = "DATABASE_CA_BUNDLE";
 
 /// How a connection uses TLS. libpq's names; where libpq is lax, the difference is noted.
+///
+/// Every mode but [`TlsMode::Disable`] requires TLS: a server that answers "no TLS" (an answer
+/// anyone on the path can forge) gets no credentials. Plaintext happens only when the secret asks
+/// for it explicitly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TlsMode {
-    /// Plaintext only (`sslmode: disable`, `ssl: false`).
+    /// Plaintext only (`sslmode: disable`, `ssl: false`); a warning is logged at each login.
     Disable,
-    /// The default: TLS with full verification when the server offers TLS; plaintext (with a
-    /// warning) only when it offers none. Never a fallback on a certificate error or a refused
-    /// login. (libpq's `prefer` does not verify; ours does.)
-    Prefer,
     /// TLS required, certificate not verified (libpq's meaning; a warning is logged).
     Require,
     /// TLS required, certificate chain verified, host name not checked (proxies, CNAMEs).
     VerifyCa,
-    /// TLS required, chain and host name verified (`ssl: true`).
+    /// The default: TLS required, chain and host name verified (`ssl: true`; also `sslmode:
+    /// prefer`, which in libpq would fall back to plaintext and here never does).
     VerifyFull,
 }
 
 impl TlsMode {
-    /// Reads `sslmode` (libpq's names), else the reference's `ssl` key: `true` → verified TLS
-    /// only, `false` → plaintext only, absent or anything else → [`TlsMode::Prefer`].
+    /// Reads `sslmode` (libpq's names), else the reference's `ssl` key: `false` → plaintext only;
+    /// `true`, absent or anything else → verified TLS only ([`TlsMode::VerifyFull`]).
     ///
     /// ```
     /// use rotor_database::tls::TlsMode;
     /// use secret_rotor::{SecretJson, SecretString};
     /// let mode = |json: &str| TlsMode::from_secret(&SecretJson::parse(&SecretString::from(json)).unwrap());
-    /// assert_eq!(mode("{}").unwrap(), TlsMode::Prefer);
+    /// assert_eq!(mode("{}").unwrap(), TlsMode::VerifyFull);
+    /// assert_eq!(mode(r#"{"sslmode": "prefer"}"#).unwrap(), TlsMode::VerifyFull);
+    /// assert_eq!(mode(r#"{"ssl": false}"#).unwrap(), TlsMode::Disable);
     /// assert_eq!(mode(r#"{"ssl": "TRUE"}"#).unwrap(), TlsMode::VerifyFull);
     /// assert_eq!(mode(r#"{"ssl": false, "sslmode": "verify-ca"}"#).unwrap(), TlsMode::VerifyCa);
     /// assert!(mode(r#"{"sslmode": "allow"}"#).is_err());
@@ -40,7 +43,9 @@ impl TlsMode {
         if let Some(mode) = doc.optional_str("sslmode")? {
             return match mode.trim().to_ascii_lowercase().as_str() {
                 "disable" => Ok(Self::Disable),
-                "prefer" => Ok(Self::Prefer),
+                // libpq's prefer falls back to plaintext when the server says "no TLS"; an
+                // unauthenticated answer must not decide that, so prefer is verified TLS here.
+                "prefer" => Ok(Self::VerifyFull),
                 "require" => Ok(Self::Require),
                 "verify-ca" => Ok(Self::VerifyCa),
                 "verify-full" => Ok(Self::VerifyFull),
@@ -53,18 +58,18 @@ impl TlsMode {
         Ok(match doc.optional_bool("ssl") {
             Ok(Some(true)) => Self::VerifyFull,
             Ok(Some(false)) => Self::Disable,
-            _ => Self::Prefer,
+            _ => Self::VerifyFull,
         })
     }
 
-    /// Whether a certificate is checked against the trust roots.
-    pub fn verifies_chain(self) -> bool {
-        matches!(self, Self::Prefer | Self::VerifyCa | Self::VerifyFull)
-    }
-
-    /// Whether the certificate must name the host.
-    pub fn verifies_host_name(self) -> bool {
-        matches!(self, Self::Prefer | Self::VerifyFull)
+    /// The message for a server that offers no TLS under a mode that requires it: names the
+    /// setting that would allow plaintext.
+    pub fn server_without_tls(self, who: &str) -> Error {
+        Error::target(format!(
+            "{who}: the server does not offer TLS, and this secret requires it (verified TLS is the \
+             default): enable TLS on the server, or set `\"sslmode\": \"disable\"` in the secret to \
+             send the credentials in plaintext"
+        ))
     }
 }
 

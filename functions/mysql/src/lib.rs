@@ -172,7 +172,7 @@ impl Mysql {
         }
         match mode {
             TlsMode::Disable => None,
-            TlsMode::Prefer | TlsMode::VerifyFull => Some(opts),
+            TlsMode::VerifyFull => Some(opts),
             TlsMode::VerifyCa => Some(opts.with_danger_skip_domain_validation(true)),
             TlsMode::Require => Some(opts.with_danger_accept_invalid_certs(true)),
         }
@@ -246,21 +246,19 @@ impl Database for Mysql {
         secret_rotor::failpoint!("mysql.login.before");
         let mode = TlsMode::from_secret(secret.doc())?;
         let who = format!("user {} on {}:{}", secret.username, secret.host, secret.port);
+        if mode == TlsMode::Disable {
+            tracing::warn!(host = %secret.host, port = secret.port, "sslmode=disable: logging in without encryption, as the secret asks");
+        }
+        // With TLS options set, the driver refuses a server whose handshake lacks the TLS
+        // capability (an answer anyone on the path can forge) before it sends any credential.
         let (conn, tls) = match self.connect(secret, self.ssl_opts(mode), deadline).await {
             Ok(conn) => (conn, mode != TlsMode::Disable),
-            Err(mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer))
-                if mode == TlsMode::Prefer =>
-            {
-                tracing::warn!(host = %secret.host, port = secret.port, "the server does not offer TLS: connecting without encryption");
-                let conn = self
-                    .connect(secret, None, deadline)
-                    .await
-                    .map_err(|e| login_error(&who, &e))?;
-                (conn, false)
+            Err(mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer)) => {
+                return Err(mode.server_without_tls(&who))
             }
             // mysql_async 0.37 ignores "skip domain validation" with current rustls (its issue
             // #404, fixed upstream after 0.37.1): say so rather than report a bare name error.
-            Err(e) if mode == TlsMode::VerifyCa && e.to_string().contains("not valid for name") => {
+            Err(e) if mode == TlsMode::VerifyCa && is_name_mismatch(&e) => {
                 return Err(Error::target(format!(
                     "{who}: sslmode verify-ca cannot skip the host-name check with this driver version \
                      (the certificate does not name {}): connect with a host name the certificate \
@@ -405,14 +403,30 @@ impl Database for Mysql {
     }
 }
 
+/// Whether a connection failed because the certificate does not name the host.
+fn is_name_mismatch(e: &mysql_async::Error) -> bool {
+    let mysql_async::Error::Io(mysql_async::IoError::Io(io)) = e else {
+        return false;
+    };
+    matches!(
+        io.get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. }
+        ))
+    )
+}
+
 /// Maps a login failure: refused credentials and TLS problems are the target's answer, network
 /// faults are transient. Messages name the user and server, never the password.
 fn login_error(who: &str, e: &mysql_async::Error) -> Error {
     match e {
         mysql_async::Error::Server(server) => {
-            let kind = match server.code {
-                1044 | 1045 | 1049 | 1129 | 1130 | 1251 | 3118 | 3159 | 4151 => ErrorKind::Target,
-                _ => ErrorKind::Transient,
+            let kind = if LOGIN_REFUSALS.contains(&server.code) {
+                ErrorKind::Target
+            } else {
+                ErrorKind::Transient
             };
             Error::new(
                 kind,
@@ -423,24 +437,73 @@ fn login_error(who: &str, e: &mysql_async::Error) -> Error {
             Error::target(format!("{who}: TLS failed: {tls}"))
         }
         mysql_async::Error::Driver(driver) => Error::target(format!("{who}: {driver}")),
-        // rustls' handshake errors arrive as I/O errors.
-        mysql_async::Error::Io(io) if is_tls_failure(&io.to_string()) => {
+        // rustls' handshake errors arrive as I/O errors that carry a rustls::Error.
+        mysql_async::Error::Io(mysql_async::IoError::Io(io))
+            if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) =>
+        {
             Error::target(format!("{who}: TLS failed: {io}"))
         }
         other => Error::transient(format!("{who}: {other}")),
     }
 }
 
-fn is_tls_failure(message: &str) -> bool {
-    let message = message.to_ascii_lowercase();
-    ["certificate", "tls", "handshake", "peer sent"]
-        .iter()
-        .any(|word| message.contains(word))
+/// The server error codes this function tells apart (MySQL's and MariaDB's names).
+mod code {
+    pub const ER_DBACCESS_DENIED_ERROR: u16 = 1044;
+    pub const ER_ACCESS_DENIED_ERROR: u16 = 1045;
+    pub const ER_BAD_DB_ERROR: u16 = 1049;
+    pub const ER_PARSE_ERROR: u16 = 1064;
+    pub const ER_HOST_IS_BLOCKED: u16 = 1129;
+    pub const ER_HOST_NOT_PRIVILEGED: u16 = 1130;
+    pub const ER_TABLEACCESS_DENIED_ERROR: u16 = 1142;
+    pub const ER_COLUMNACCESS_DENIED_ERROR: u16 = 1143;
+    pub const ER_SPECIFIC_ACCESS_DENIED_ERROR: u16 = 1227;
+    pub const ER_NOT_SUPPORTED_AUTH_MODE: u16 = 1251;
+    pub const ER_PROCACCESS_DENIED_ERROR: u16 = 1370;
+    pub const ER_CANNOT_USER: u16 = 1396;
+    pub const ER_CANT_CREATE_USER_WITH_GRANT: u16 = 1410;
+    pub const ER_ACCESS_DENIED_NO_PASSWORD_ERROR: u16 = 1698;
+    pub const ER_SET_PASSWORD_AUTH_PLUGIN: u16 = 1699;
+    pub const ER_NOT_VALID_PASSWORD: u16 = 1819;
+    pub const ER_PASSWORD_FORMAT: u16 = 1827;
+    /// MySQL: the account is locked.
+    pub const ER_ACCOUNT_HAS_BEEN_LOCKED: u16 = 3118;
+    pub const ER_SECURE_TRANSPORT_REQUIRED: u16 = 3159;
+    pub const ER_ROLE_NOT_GRANTED: u16 = 3530;
+    /// MariaDB: the account is locked.
+    pub const ER_ACCOUNT_HAS_BEEN_LOCKED_MARIADB: u16 = 4151;
 }
 
-/// Server errors that mean "not allowed" rather than "try again".
+/// Login errors that are the server's answer (wrong credentials, locked, not allowed from here)
+/// rather than a fault to retry.
+const LOGIN_REFUSALS: &[u16] = &[
+    code::ER_DBACCESS_DENIED_ERROR,
+    code::ER_ACCESS_DENIED_ERROR,
+    code::ER_BAD_DB_ERROR,
+    code::ER_HOST_IS_BLOCKED,
+    code::ER_HOST_NOT_PRIVILEGED,
+    code::ER_NOT_SUPPORTED_AUTH_MODE,
+    code::ER_ACCOUNT_HAS_BEEN_LOCKED,
+    code::ER_SECURE_TRANSPORT_REQUIRED,
+    code::ER_ACCOUNT_HAS_BEEN_LOCKED_MARIADB,
+];
+
+/// Statement errors that mean "not allowed" rather than "try again".
 const REFUSALS: &[u16] = &[
-    1044, 1045, 1064, 1142, 1143, 1227, 1370, 1396, 1410, 1698, 1699, 1819, 1827, 3530,
+    code::ER_DBACCESS_DENIED_ERROR,
+    code::ER_ACCESS_DENIED_ERROR,
+    code::ER_PARSE_ERROR,
+    code::ER_TABLEACCESS_DENIED_ERROR,
+    code::ER_COLUMNACCESS_DENIED_ERROR,
+    code::ER_SPECIFIC_ACCESS_DENIED_ERROR,
+    code::ER_PROCACCESS_DENIED_ERROR,
+    code::ER_CANNOT_USER,
+    code::ER_CANT_CREATE_USER_WITH_GRANT,
+    code::ER_ACCESS_DENIED_NO_PASSWORD_ERROR,
+    code::ER_SET_PASSWORD_AUTH_PLUGIN,
+    code::ER_NOT_VALID_PASSWORD,
+    code::ER_PASSWORD_FORMAT,
+    code::ER_ROLE_NOT_GRANTED,
 ];
 
 /// Maps a statement failure; the statement itself is never included.
@@ -452,8 +515,8 @@ fn statement_error(what: &str, e: &mysql_async::Error) -> Error {
             } else {
                 ErrorKind::Transient
             };
-            // A syntax error (1064) quotes the statement, which may carry a password.
-            let message = if server.code == 1064 {
+            // A syntax error quotes the statement, which may carry a password.
+            let message = if server.code == code::ER_PARSE_ERROR {
                 "syntax error"
             } else {
                 server.message.as_str()

@@ -199,17 +199,22 @@ impl Database for Postgres {
             .application_name("secret-rotor")
             .connect_timeout(deadline.remaining().max(Duration::from_millis(1)))
             .options(format!("-c statement_timeout={statement_timeout}"))
+            // Never Prefer: the server's "no TLS" answer is unauthenticated, and after it the
+            // startup message and the password exchange would cross the wire in clear.
             .ssl_mode(match mode {
                 TlsMode::Disable => SslMode::Disable,
-                TlsMode::Prefer => SslMode::Prefer,
                 TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => SslMode::Require,
             });
         let who = format!("user {} on {}:{}", secret.username, secret.host, secret.port);
         let what = format!("logging in as {who}");
         if mode == TlsMode::Disable {
+            tracing::warn!(host = %secret.host, port = secret.port, "sslmode=disable: logging in without encryption, as the secret asks");
             let (client, connection) = deadline
                 .run(&what, async {
-                    config.connect(NoTls).await.map_err(|e| login_error(&who, &e))
+                    config
+                        .connect(NoTls)
+                        .await
+                        .map_err(|e| login_error(&who, &e, None))
                 })
                 .await?;
             tokio::spawn(connection);
@@ -221,17 +226,14 @@ impl Database for Postgres {
                 config
                     .connect(connector.clone())
                     .await
-                    .map_err(|e| login_error(&who, &e))
+                    .map_err(|e| login_error(&who, &e, Some((mode, connector.negotiated()))))
             })
             .await?;
         tokio::spawn(connection);
-        let tls = connector.negotiated();
-        if !tls {
-            tracing::warn!(host = %secret.host, port = secret.port, "the server does not offer TLS: connected without encryption");
-        } else if mode == TlsMode::Require {
+        if mode == TlsMode::Require {
             tracing::warn!(host = %secret.host, port = secret.port, "sslmode=require: the server certificate is not verified");
         }
-        Ok(PgSession { client, tls })
+        Ok(PgSession { client, tls: true })
     }
 
     async fn check(&self, session: &mut PgSession, deadline: Deadline) -> Result<(), Error> {
@@ -309,7 +311,16 @@ impl Database for Postgres {
         )
         .await;
         if result.is_err() {
-            let _ = master.client.batch_execute("ROLLBACK").await;
+            // Bounded like every call: a server that hangs must not hold the step past its deadline.
+            let _ = deadline
+                .run("rolling back the clone's transaction", async {
+                    master
+                        .client
+                        .batch_execute("ROLLBACK")
+                        .await
+                        .map_err(|e| statement_error("ROLLBACK", &e))
+                })
+                .await;
         } else if !member {
             tracing::info!(role = %pair.clone, member_of = %pair.original, "granted membership of the original role");
         }
@@ -317,9 +328,23 @@ impl Database for Postgres {
     }
 }
 
-/// Maps a login failure: refused credentials and certificate problems are the target's answer,
-/// network faults are transient. Messages name the user and server, never the password.
-fn login_error(who: &str, e: &tokio_postgres::Error) -> Error {
+/// The first error of `e`'s source chain that is a `T`.
+fn source_of<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
+    let mut next = e.source();
+    while let Some(cause) = next {
+        if let Some(found) = cause.downcast_ref::<T>() {
+            return Some(found);
+        }
+        next = cause.source();
+    }
+    None
+}
+
+/// Maps a login failure, by the types of its causes: the server's refusal and certificate
+/// problems are the target's answer, network faults are transient, and a server that declined
+/// TLS (`tls` = the required mode and whether a handshake started) is told which setting allows
+/// plaintext. Messages name the user and server, never the password.
+fn login_error(who: &str, e: &tokio_postgres::Error, tls: Option<(TlsMode, bool)>) -> Error {
     if let Some(db) = e.as_db_error() {
         let kind = match db.code() {
             c if *c == SqlState::INVALID_PASSWORD || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
@@ -336,11 +361,17 @@ fn login_error(who: &str, e: &tokio_postgres::Error) -> Error {
         );
     }
     let chain = error_chain(e);
-    let tls = chain.contains("TLS") || chain.contains("certificate") || chain.contains("tls");
-    if tls {
-        Error::target(format!("{who}: TLS failed: {chain}"))
-    } else {
-        Error::transient(format!("{who}: {chain}"))
+    if source_of::<tls::TlsHandshakeError>(e).is_some() {
+        return Error::target(format!("{who}: TLS failed: {chain}"));
+    }
+    if source_of::<std::io::Error>(e).is_some() {
+        return Error::transient(format!("{who}: {chain}"));
+    }
+    match tls {
+        // tokio-postgres answers a declined SSLRequest with a TLS error of its own, before any
+        // handshake: ours never started.
+        Some((mode, false)) => mode.server_without_tls(who),
+        _ => Error::transient(format!("{who}: {chain}")),
     }
 }
 

@@ -115,9 +115,7 @@ impl TlsConfigs {
     /// The client configuration for a mode that uses TLS.
     pub fn config(&self, mode: TlsMode) -> Result<Arc<ClientConfig>, Error> {
         match mode {
-            TlsMode::Disable | TlsMode::Prefer | TlsMode::VerifyFull => {
-                Self::cached(&self.verify_full, || self.build(None))
-            }
+            TlsMode::Disable | TlsMode::VerifyFull => Self::cached(&self.verify_full, || self.build(None)),
             TlsMode::VerifyCa => Self::cached(&self.verify_ca, || {
                 let inner = WebPkiServerVerifier::builder_with_provider(self.roots()?, Self::provider())
                     .build()
@@ -218,8 +216,9 @@ impl ServerCertVerifier for NoVerification {
     }
 }
 
-/// A `tokio-postgres` TLS connector on rustls that records whether TLS was negotiated (the
-/// server may decline it under [`TlsMode::Prefer`]).
+/// A `tokio-postgres` TLS connector on rustls that records whether a TLS handshake started (a
+/// server that declines TLS never gets that far), and whose errors are [`TlsHandshakeError`]s, so
+/// that a login failure can be told apart by type.
 #[derive(Clone)]
 pub struct RustlsConnector {
     config: Arc<ClientConfig>,
@@ -241,20 +240,26 @@ impl RustlsConnector {
     }
 }
 
+/// A failed TLS handshake (or a host that cannot be a TLS server name): the certificate, the
+/// protocol, or the name.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TlsHandshakeError(#[source] io::Error);
+
 impl<S> MakeTlsConnect<S> for RustlsConnector
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     type Stream = RustlsStream<S>;
     type TlsConnect = RustlsConnect;
-    type Error = io::Error;
+    type Error = TlsHandshakeError;
 
-    fn make_tls_connect(&mut self, domain: &str) -> io::Result<RustlsConnect> {
+    fn make_tls_connect(&mut self, domain: &str) -> Result<RustlsConnect, TlsHandshakeError> {
         let name = ServerName::try_from(domain.to_owned()).map_err(|_| {
-            io::Error::new(
+            TlsHandshakeError(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("`{domain}` is not a valid TLS server name"),
-            )
+            ))
         })?;
         Ok(RustlsConnect {
             connector: tokio_rustls::TlsConnector::from(self.config.clone()),
@@ -276,12 +281,19 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     type Stream = RustlsStream<S>;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<RustlsStream<S>>> + Send>>;
+    type Error = TlsHandshakeError;
+    type Future = Pin<Box<dyn Future<Output = Result<RustlsStream<S>, TlsHandshakeError>> + Send>>;
 
     fn connect(self, stream: S) -> Self::Future {
         self.negotiated.store(true, Ordering::SeqCst);
-        Box::pin(async move { Ok(RustlsStream(self.connector.connect(self.name, stream).await?)) })
+        Box::pin(async move {
+            let stream = self
+                .connector
+                .connect(self.name, stream)
+                .await
+                .map_err(TlsHandshakeError)?;
+            Ok(RustlsStream(stream))
+        })
     }
 }
 
