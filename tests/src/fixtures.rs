@@ -88,16 +88,19 @@ pub async fn mariadb(db: &MariaDb, host: &str, extra: Value) -> Fixture {
 }
 
 /// A fresh key pair authorized (alone) on both stack hosts, and its secret, both hosts pinned.
-pub async fn ssh(hosts: &[SshHost; 2]) -> Fixture {
+pub async fn ssh(hosts: &[SshHost]) -> Fixture {
     let (private, public) = keygen("fixture");
     for host in hosts {
         host.set_authorized_keys(&format!("{public}\n"), 0o600);
     }
     let client = secrets_manager_client().await;
+    let addresses: Vec<&str> = hosts.iter().map(|h| h.address.as_str()).collect();
+    let pins: serde_json::Map<String, serde_json::Value> = hosts
+        .iter()
+        .map(|h| (h.address.clone(), json!(h.host_key())))
+        .collect();
     let value = json!({"username": ssh_user(), "private_key": private, "public_key": public,
-                       "hosts": [hosts[0].address, hosts[1].address],
-                       "host_keys": {hosts[0].address.as_str(): hosts[0].host_key(),
-                                     hosts[1].address.as_str(): hosts[1].host_key()}});
+                       "hosts": addresses, "host_keys": pins});
     let arn = create_secret(&client, "fx-ssh", &value.to_string()).await;
     Fixture {
         arn,

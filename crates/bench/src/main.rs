@@ -3,7 +3,8 @@
 //! latency, peak memory, Secrets Manager calls and database connections per rotation, the
 //! round-trip floor and each rotation as a multiple of it, and a scale run.
 //!
-//! `scripts/bench` builds everything and runs it; `rotor-bench --runs N --scale N --processes P`.
+//! `scripts/bench` builds everything and runs it; `rotor-bench --runs N --scale N --processes P
+//! --ssh-fleet HOSTS` (`--ssh-fleet 0` skips the fleet run).
 
 mod http;
 mod proxy;
@@ -72,6 +73,11 @@ impl Function {
             .await
             .map_err(|e| format!("{step}: {e}"))?;
         Ok(started.elapsed())
+    }
+
+    /// The process's open file descriptors now.
+    fn open_descriptors(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, |d| d.count())
     }
 
     /// Peak resident memory (VmHWM) in KiB.
@@ -242,6 +248,7 @@ async fn main() -> Result<()> {
     let runs = arg("--runs", 5);
     let scale = arg("--scale", 1000);
     let processes = arg("--processes", 4);
+    let ssh_fleet = arg("--ssh-fleet", 200);
     let root = workspace_root();
     let bootstrap = |bin: &str| root.join("target/lambda").join(bin).join("bootstrap");
     let moto_port: u16 = stack_setting("AWS_ENDPOINT_URL")
@@ -392,8 +399,53 @@ async fn main() -> Result<()> {
         );
     }
 
+    if ssh_fleet > 0 {
+        ssh_fleet_run(ssh_fleet, &bootstrap("ssh-key"), &endpoint).await?;
+    }
     if scale > 0 {
         scale_run(scale, processes, &bootstrap("postgres"), &ca, &endpoint).await?;
+    }
+    Ok(())
+}
+
+/// Rotates one SSH key across `size` hosts of the stack's fleet (each its own sshd, host key and
+/// authorized_keys), at a few session bounds: each step's time and the function's peak open file
+/// descriptors, sampled every millisecond.
+async fn ssh_fleet_run(size: usize, binary: &PathBuf, endpoint: &str) -> Result<()> {
+    let hosts = SshHost::fleet(size);
+    let client = secrets_manager_client().await;
+    println!("\n## SSH key across {size} hosts (one sshd each, on loopback)\n");
+    println!("| SSH_MAX_CONCURRENCY | rotation | create ms | set ms | test ms | finish ms | peak open fds | fds at rest |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for concurrency in [10usize, 32] {
+        let arn = fixtures::ssh(&hosts).await.arn;
+        let env = [("SSH_MAX_CONCURRENCY", concurrency.to_string())];
+        let function = Function::spawn(binary, &env, endpoint).await?;
+        for rotation in ["cold", "warm"] {
+            let token = new_token();
+            start_rotation(&client, &arn, &token).await;
+            let at_rest = function.open_descriptors();
+            let mut times = Vec::new();
+            let mut peak = 0;
+            for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
+                let call = function.step(step, &arn, &token);
+                tokio::pin!(call);
+                let time = loop {
+                    tokio::select! {
+                        result = &mut call => break result?,
+                        _ = tokio::time::sleep(Duration::from_millis(1)) => {
+                            peak = peak.max(function.open_descriptors());
+                        }
+                    }
+                };
+                times.push(ms(time));
+            }
+            end_rotation(&client, &arn, &token).await;
+            println!(
+                "| {concurrency} | {rotation} | {:.1} | {:.1} | {:.1} | {:.1} | {peak} | {at_rest} |",
+                times[0], times[1], times[2], times[3]
+            );
+        }
     }
     Ok(())
 }
