@@ -943,3 +943,34 @@ async fn a_fleet_is_handled_with_bounded_sessions_and_retries_keep_progress() {
         open.peak()
     );
 }
+
+/// Secrets Manager does not promise that a label just moved reads back moved: the finish hook,
+/// reading the labels right after the move, would see the old key as current and remove the new
+/// one from every host. It reads the versions by id.
+#[tokio::test]
+async fn the_finish_hook_reads_versions_by_id_not_by_a_label_that_may_be_stale() {
+    let _turn = HOSTS.lock().await;
+    let fleet = Fleet::new(SshKeyEngine::default(), None).await;
+    let stale = Rotor::with_passwords(
+        Ok(SshKeyEngine::default()),
+        Recording::new(fleet.client.clone()).with_stale_labels_after_a_move(),
+        Passwords::from_lookup(|_| None, ""),
+    );
+    let token = new_token();
+    rotate_fully(&stale, &fleet.client, &fleet.arn, &token)
+        .await
+        .unwrap_or_else(|(step, e)| panic!("{step}: {e}"));
+    let current = fleet.key_at("AWSCURRENT").await;
+    for host in &fleet.hosts {
+        assert!(
+            host.logs_in(&current),
+            "{}: the new key survived the finish hook",
+            host.address
+        );
+        assert!(
+            !host.logs_in(&fleet.initial_private),
+            "{}: the old key is gone",
+            host.address
+        );
+    }
+}

@@ -25,7 +25,7 @@ use aws_sdk_secretsmanager::types::RotationRulesType;
 use aws_sdk_secretsmanager::Client;
 use secret_rotor::{
     BoxFuture, Deadline, Engine, Error, Outcome, PasswordPolicy, Passwords, RotationEvent, Rotor,
-    SecretDescription, SecretString, SecretsManager, SecretsStore, Step, Version,
+    SecretDescription, SecretString, SecretsManager, SecretsStore, Step, Version, AWSCURRENT, AWSPREVIOUS,
 };
 
 /// The local stack's settings, from the environment or else `.local/stack.env`.
@@ -225,6 +225,8 @@ pub struct Recording {
     calls: CallLog,
     hide_rotation_enabled: bool,
     fixed_password: Option<String>,
+    /// After a move: the labels as they were before it (old AWSCURRENT, old AWSPREVIOUS).
+    stale_labels: Option<Arc<std::sync::Mutex<Option<(String, Option<String>)>>>>,
 }
 
 impl Recording {
@@ -235,7 +237,15 @@ impl Recording {
             calls: CallLog::default(),
             hide_rotation_enabled: false,
             fixed_password: None,
+            stale_labels: None,
         }
+    }
+
+    /// After `UpdateSecretVersionStage`, answers reads by label as before the move, as Secrets
+    /// Manager may (it does not promise read-after-write consistency for labels).
+    pub fn with_stale_labels_after_a_move(mut self) -> Self {
+        self.stale_labels = Some(Arc::default());
+        self
     }
 
     /// Answers `DescribeSecret` without `RotationEnabled`.
@@ -306,7 +316,22 @@ impl SecretsStore for Recording {
         version: Version<'a>,
     ) -> BoxFuture<'a, Result<Option<SecretString>, Error>> {
         self.record("GetSecretValue", secret_id);
-        self.inner.get_value(secret_id, version)
+        let before_move = self
+            .stale_labels
+            .as_ref()
+            .and_then(|stale| stale.lock().expect("stale labels").clone());
+        match (before_move, version) {
+            (Some((current, _)), Version::Stage(AWSCURRENT)) => {
+                Box::pin(async move { self.inner.get_value(secret_id, Version::Id(&current)).await })
+            }
+            (Some((_, previous)), Version::Stage(AWSPREVIOUS)) => Box::pin(async move {
+                match previous {
+                    Some(previous) => self.inner.get_value(secret_id, Version::Id(&previous)).await,
+                    None => Ok(None),
+                }
+            }),
+            (_, version) => self.inner.get_value(secret_id, version),
+        }
     }
 
     fn put_pending<'a>(
@@ -327,7 +352,17 @@ impl SecretsStore for Recording {
         from: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), Error>> {
         self.record("UpdateSecretVersionStage", secret_id);
-        self.inner.move_current(secret_id, to, from)
+        let Some(stale) = self.stale_labels.clone() else {
+            return self.inner.move_current(secret_id, to, from);
+        };
+        Box::pin(async move {
+            let before = self.inner.describe(secret_id).await?;
+            if let Some(current) = before.version_with(AWSCURRENT) {
+                let previous = before.version_with(AWSPREVIOUS).map(str::to_owned);
+                *stale.lock().expect("stale labels") = Some((current.to_owned(), previous));
+            }
+            self.inner.move_current(secret_id, to, from).await
+        })
     }
 
     fn random_password<'a>(

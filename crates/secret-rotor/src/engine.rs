@@ -78,6 +78,9 @@ pub struct Context<'a, E: Engine> {
     current: OnceCell<E::Secret>,
     pending: OnceCell<E::Secret>,
     previous: OnceCell<Option<E::Secret>>,
+    /// After finishSecret's move: the version ids of current and previous, read by id because
+    /// Secrets Manager does not promise that a label just moved reads back moved.
+    moved: Option<(String, Option<String>)>,
 }
 
 impl<'a, E: Engine> Context<'a, E> {
@@ -101,7 +104,14 @@ impl<'a, E: Engine> Context<'a, E> {
             current: OnceCell::new(),
             pending: OnceCell::new(),
             previous: OnceCell::new(),
+            moved: None,
         }
+    }
+
+    /// From now on `current()` and `previous()` read these version ids, not the labels: the
+    /// labels were just moved (or are known from the preamble), and a label read may be stale.
+    pub(crate) fn read_by_id(&mut self, current: &str, previous: Option<&str>) {
+        self.moved = Some((current.to_owned(), previous.map(str::to_owned)));
     }
 
     /// The secret being rotated (as given in the event).
@@ -128,7 +138,11 @@ impl<'a, E: Engine> Context<'a, E> {
     pub async fn current(&self) -> Result<&E::Secret, Error> {
         self.current
             .get_or_try_init(|| async {
-                let raw = self.read(Version::Stage(AWSCURRENT)).await?.ok_or_else(|| {
+                let version = match &self.moved {
+                    Some((id, _)) => Version::Id(id),
+                    None => Version::Stage(AWSCURRENT),
+                };
+                let raw = self.read(version).await?.ok_or_else(|| {
                     Error::rotation_state(format!("secret {} has no AWSCURRENT value", self.secret_id))
                 })?;
                 self.engine.parse(&raw).map_err(|e| e.context("AWSCURRENT"))
@@ -157,7 +171,12 @@ impl<'a, E: Engine> Context<'a, E> {
         let previous = self
             .previous
             .get_or_try_init(|| async {
-                let Some(raw) = self.read(Version::Stage(AWSPREVIOUS)).await? else {
+                let version = match &self.moved {
+                    Some((_, Some(id))) => Version::Id(id),
+                    Some((_, None)) => return Ok(None),
+                    None => Version::Stage(AWSPREVIOUS),
+                };
+                let Some(raw) = self.read(version).await? else {
                     return Ok(None);
                 };
                 match self.engine.parse(&raw) {

@@ -8,14 +8,15 @@
 //! - the pending value is rendered and re-parsed before it is written, so a value this function
 //!   could not read back never reaches Secrets Manager;
 //! - finishSecret moves `AWSCURRENT` in one call (Secrets Manager attaches `AWSPREVIOUS` to the
-//!   old version itself), and the engine's finish hook runs after it, also on retries.
+//!   old version itself), and the engine's finish hook runs after it, also on retries, reading
+//!   current and previous by version id (never by a label that may read back stale).
 
 use crate::deadline::Deadline;
 use crate::engine::{Context, Engine};
 use crate::error::Error;
 use crate::event::{RotationEvent, Step};
 use crate::password::Passwords;
-use crate::store::{SecretsStore, Version, AWSCURRENT, AWSPENDING};
+use crate::store::{SecretsStore, Version, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 
 /// What a step did, for logs and callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +61,7 @@ pub async fn rotate<E: Engine>(
 ) -> Result<Outcome, Error> {
     let secret_id = event.secret_id.as_str();
     let token = event.client_request_token.as_str();
-    let ctx = Context::new(engine, store, passwords, secret_id, token, event.step, deadline);
+    let mut ctx = Context::new(engine, store, passwords, secret_id, token, event.step, deadline);
 
     crate::failpoint!("secrets-manager.describe.before");
     let description = deadline
@@ -79,6 +80,7 @@ pub async fn rotate<E: Engine>(
     }
     if description.has_stage(token, AWSCURRENT) {
         if event.step == Step::FinishSecret {
+            ctx.read_by_id(token, description.version_with(AWSPREVIOUS));
             engine.after_finish(&ctx).await?;
         }
         return Ok(Outcome::AlreadyCurrent);
@@ -135,6 +137,9 @@ pub async fn rotate<E: Engine>(
                 .run("moving AWSCURRENT", store.move_current(secret_id, token, from))
                 .await?;
             crate::failpoint!("secrets-manager.move-current.after");
+            // The hook sees the versions as moved, by id: a label read right after the move may
+            // still answer the old version (for the SSH function, that would remove the new key).
+            ctx.read_by_id(token, from);
             engine.after_finish(&ctx).await?;
             Ok(Outcome::Finished)
         }
