@@ -217,6 +217,9 @@ pub fn deadline() -> Deadline {
 /// The Secrets Manager operations a [`Recording`] store saw, with the secret each was about.
 pub type CallLog = Arc<Mutex<Vec<(&'static str, String)>>>;
 
+/// The labels as they were before a move: the old AWSCURRENT's id, the old AWSPREVIOUS's id.
+type LabelsBefore = (String, Option<String>);
+
 /// A [`SecretsStore`] that forwards to the real one and records each operation, optionally
 /// presenting `DescribeSecret`'s `RotationEnabled` as absent (some emulators and old secrets).
 #[derive(Clone)]
@@ -225,8 +228,7 @@ pub struct Recording {
     calls: CallLog,
     hide_rotation_enabled: bool,
     fixed_password: Option<String>,
-    /// After a move: the labels as they were before it (old AWSCURRENT, old AWSPREVIOUS).
-    stale_labels: Option<Arc<std::sync::Mutex<Option<(String, Option<String>)>>>>,
+    stale_labels: Option<Arc<Mutex<Option<LabelsBefore>>>>,
 }
 
 impl Recording {
