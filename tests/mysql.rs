@@ -683,3 +683,53 @@ async fn case19_tls_matrix() {
         "exactly one login attempt"
     );
 }
+
+/// The function sets passwords with the master's privileges: a secret whose alternate is the
+/// master itself, or whose pending user is an administrator (SUPER), is refused and changes
+/// nothing.
+#[tokio::test]
+async fn alternating_users_never_rotate_the_master_or_an_administrator() {
+    let db = MariaDb::new();
+    let client = secrets_manager_client().await;
+    let fixture = rotor_tests::fixtures::mariadb(&db, "127.0.0.1", json!({})).await;
+    let master_arn = fixture.master_arn.clone().unwrap();
+    let master = value_at(&client, &master_arn, "AWSCURRENT").await;
+    let master_user = master["username"].as_str().unwrap().to_owned();
+    let master_password = master["password"].as_str().unwrap().to_owned();
+    let decoy = format!("{master_user}_clone");
+    let admin_clone = format!("{}_clone", fixture.user);
+    db.run(&format!(
+        "CREATE USER `{decoy}`@'%' IDENTIFIED BY '{INITIAL}'; \
+         CREATE USER `{admin_clone}`@'%' IDENTIFIED BY 'admin-Password-1'; GRANT SUPER ON *.* TO `{admin_clone}`@'%';"
+    ));
+    let decoy_value = json!({"engine": "mariadb", "host": "127.0.0.1", "port": db.port, "username": decoy,
+                             "password": INITIAL, "masterarn": master_arn});
+    let decoy_arn = create_secret(&client, "my-decoy", &decoy_value.to_string()).await;
+    for (arn, expected) in [
+        (&decoy_arn, "refusing to rotate the master into itself"),
+        (&fixture.arn, "is an administrator"),
+    ] {
+        let rotor = my_rotor(
+            driver(),
+            Strategy::AlternatingUsers,
+            Recording::new(client.clone()),
+        );
+        let (step, err) = rotate_fully(&rotor, &client, arn, &new_token())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (step, err.kind()),
+            (Step::SetSecret, ErrorKind::InvalidSecret),
+            "{err}"
+        );
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+    assert!(
+        db.logs_in(&master_user, &master_password),
+        "the master's password is unchanged"
+    );
+    assert!(
+        db.logs_in(&admin_clone, "admin-Password-1"),
+        "the administrator's password is unchanged"
+    );
+}

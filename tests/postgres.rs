@@ -826,3 +826,54 @@ async fn literals_and_identifiers_round_trip_through_the_server() {
         assert_eq!(row.columns()[0].name(), identifier, "{}", server.name);
     }
 }
+
+/// The function sets passwords with the master's privileges: a secret whose alternate is the
+/// master itself, or whose pending user is a superuser, is refused and changes nothing.
+#[tokio::test]
+async fn alternating_users_never_rotate_the_master_or_a_superuser() {
+    let server = PgServer::named("pg17");
+    let client = secrets_manager_client().await;
+    let fixture = rotor_tests::fixtures::postgres(&server, "127.0.0.1", json!({})).await;
+    let master_arn = fixture.master_arn.clone().unwrap();
+    let master = value_at(&client, &master_arn, "AWSCURRENT").await;
+    let master_user = master["username"].as_str().unwrap().to_owned();
+    let master_password = master["password"].as_str().unwrap().to_owned();
+    // The master's "clone" as the rotated user: its alternate is the master.
+    let decoy = format!("{master_user}_clone");
+    let superuser_clone = format!("{}_clone", fixture.user);
+    server
+        .run(&format!(
+            "CREATE ROLE {} LOGIN PASSWORD {}; CREATE ROLE {} LOGIN SUPERUSER PASSWORD 'super-Password-1';",
+            ident(&decoy),
+            literal(INITIAL),
+            ident(&superuser_clone)
+        ))
+        .await;
+    let decoy_value = json!({"engine": "postgres", "host": "127.0.0.1", "port": server.port, "username": decoy,
+                             "password": INITIAL, "masterarn": master_arn});
+    let decoy_arn = create_secret(&client, "pg-decoy", &decoy_value.to_string()).await;
+    for (arn, expected) in [
+        (&decoy_arn, "refusing to rotate the master into itself"),
+        (&fixture.arn, "is a superuser"),
+    ] {
+        let store = Recording::new(client.clone());
+        let rotor = pg_rotor(Strategy::AlternatingUsers, store.clone());
+        let (step, err) = rotate_fully(&rotor, &client, arn, &new_token())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (step, err.kind()),
+            (Step::SetSecret, ErrorKind::InvalidSecret),
+            "{err}"
+        );
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+    assert!(
+        server.logs_in(&master_user, &master_password).await,
+        "the master's password is unchanged"
+    );
+    assert!(
+        server.logs_in(&superuser_clone, "super-Password-1").await,
+        "the superuser's password is unchanged"
+    );
+}

@@ -53,14 +53,17 @@ pub struct MySession {
     backslash_escapes: bool,
 }
 
-/// A row of `mysql.user`: host, plugin, ssl_type, ssl_cipher, x509_issuer, x509_subject.
-type UserRow = (String, String, String, Vec<u8>, Vec<u8>, Vec<u8>);
+/// A row of `mysql.user`: host, plugin, ssl_type, ssl_cipher, x509_issuer, x509_subject,
+/// Super_priv.
+type UserRow = (String, String, String, Vec<u8>, Vec<u8>, Vec<u8>, String);
 
 /// What the driver needs of an account in `mysql.user`.
 struct AccountInfo {
     host: String,
     plugin: Plugin,
     tls: TlsRequirement,
+    /// `Super_priv`: an administrator's account.
+    superuser: bool,
 }
 
 impl MySession {
@@ -112,8 +115,8 @@ impl MySession {
         let rows: Vec<UserRow> = deadline
             .run("reading mysql.user", async {
                 conn.exec(
-                    "SELECT Host, plugin, CAST(ssl_type AS CHAR), ssl_cipher, x509_issuer, x509_subject \
-                     FROM mysql.user WHERE User = ?",
+                    "SELECT Host, plugin, CAST(ssl_type AS CHAR), ssl_cipher, x509_issuer, x509_subject, \
+                     CAST(Super_priv AS CHAR) FROM mysql.user WHERE User = ?",
                     (user,),
                 )
                 .await
@@ -122,7 +125,7 @@ impl MySession {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|(host, plugin, ssl_type, cipher, issuer, subject)| {
+            .map(|(host, plugin, ssl_type, cipher, issuer, subject, super_priv)| {
                 let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
                 let tls = TlsRequirement {
                     ssl_type,
@@ -134,6 +137,7 @@ impl MySession {
                     host,
                     plugin: Plugin::from_name(&plugin),
                     tls,
+                    superuser: super_priv.eq_ignore_ascii_case("Y"),
                 }
             })
             .collect())
@@ -326,7 +330,12 @@ impl Database for Mysql {
         let originals = master.accounts(&pair.original, deadline).await?;
         let chosen = pending.doc().optional_str("userhost")?;
         let hosts: Vec<&str> = originals.iter().map(|account| account.host.as_str()).collect();
-        let AccountInfo { host, plugin, tls } = match (chosen, originals.as_slice()) {
+        let AccountInfo {
+            host,
+            plugin,
+            tls,
+            superuser,
+        } = match (chosen, originals.as_slice()) {
             (Some(host), _) => originals.iter().find(|account| account.host == host).ok_or_else(|| {
                 Error::invalid_secret(format!("key `userhost` is {host:?}, but user {} has accounts on {hosts:?}", pair.original))
             })?,
@@ -347,6 +356,29 @@ impl Database for Mysql {
             user: pending.username.clone(),
             host: host.clone(),
         };
+        // The function sets passwords with the master's privileges: never an administrator's
+        // (or the master's own), which whoever can read the rotated secret would then hold.
+        let target_is_superuser = if pair.is_clone(&pending.username) {
+            master
+                .accounts(&target.user, deadline)
+                .await?
+                .iter()
+                .any(|account| account.host == target.host && account.superuser)
+        } else {
+            false
+        };
+        if *superuser || target_is_superuser || target == master.account {
+            return Err(Error::invalid_secret(format!(
+                "user {} is an administrator (SUPER) or the master's own account: alternating users \
+                 will not set its password, or copy its privileges, through the master (rotate it with \
+                 the single-user strategy, from its own secret)",
+                if target_is_superuser {
+                    &target.user
+                } else {
+                    &pair.original
+                }
+            )));
+        }
         if !pair.is_clone(&pending.username) {
             let sql = statements.user_password(&target, plugin, &pending.password)?;
             return master.run(&sql, "setting the password", deadline).await;

@@ -266,6 +266,24 @@ impl Database for Postgres {
             deadline,
         )
         .await?;
+        // The function sets passwords with the master's privileges: never a superuser's, which
+        // whoever can read the rotated secret would then hold.
+        if exists
+            && Self::query_bool(
+                master,
+                "SELECT rolsuper FROM pg_roles WHERE rolname = $1",
+                &[&pending.username],
+                "checking the role's attributes",
+                deadline,
+            )
+            .await?
+        {
+            return Err(Error::invalid_secret(format!(
+                "role {} is a superuser: alternating users will not set a superuser's password through \
+                 the master (rotate it with the single-user strategy, from its own secret)",
+                pending.username
+            )));
+        }
         if Self::server_version(master, deadline).await? >= 160000 {
             Self::check_admin_option(master, &pair.original, deadline).await?;
             if exists {
