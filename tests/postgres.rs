@@ -877,3 +877,53 @@ async fn alternating_users_never_rotate_the_master_or_a_superuser() {
         "the superuser's password is unchanged"
     );
 }
+
+/// The clone's transaction hangs on the server: the step fails at its deadline, and the
+/// ROLLBACK after it is bounded by the same deadline instead of waiting forever.
+#[tokio::test]
+async fn a_server_hanging_in_the_clone_transaction_fails_the_step_within_its_deadline() {
+    let server = PgServer::named("pg17");
+    let client = secrets_manager_client().await;
+    let fixture = rotor_tests::fixtures::postgres(&server, "127.0.0.1", json!({})).await;
+    let (port, _stall) = rotor_tests::net::stall_on(server.port, b"BEGIN;").await;
+    // Both secrets through the stalling forwarder; the master in plaintext so that the forwarder
+    // sees the transaction start (the rotated user keeps verified TLS).
+    let master_arn = fixture.master_arn.clone().unwrap();
+    let mut master = value_at(&client, &master_arn, "AWSCURRENT").await;
+    master["port"] = json!(port);
+    master["sslmode"] = json!("disable");
+    master.as_object_mut().unwrap().remove("ssl");
+    let master_arn = create_secret(&client, "pg-master-stalled", &master.to_string()).await;
+    let value = json!({"engine": "postgres", "host": "127.0.0.1", "port": port, "username": fixture.user,
+                       "password": INITIAL, "masterarn": master_arn});
+    let arn = create_secret(&client, "pg-stalled", &value.to_string()).await;
+    let rotor = pg_rotor(Strategy::AlternatingUsers, Recording::new(client.clone()));
+    let token = new_token();
+    start_rotation(&client, &arn, &token).await;
+    rotor
+        .handle(&event(Step::CreateSecret, &arn, &token), deadline())
+        .await
+        .expect("createSecret");
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        rotor.handle(
+            &event(Step::SetSecret, &arn, &token),
+            secret_rotor::Deadline::after(std::time::Duration::from_secs(3)),
+        ),
+    )
+    .await
+    .expect("setSecret hung past its deadline (an unbounded ROLLBACK)");
+    let err = result.expect_err("the transaction hung");
+    assert!(err.kind().is_retryable(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("setting the clone's password and membership"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -321,3 +321,60 @@ impl Drop for Relay {
         self.task.abort();
     }
 }
+
+/// A forwarder to `target` that stops forwarding a connection (both ways, holding it open) as
+/// soon as the client sends `pattern` — a server that hangs in the middle of a statement. Only
+/// plaintext connections can show the pattern.
+pub async fn stall_on(target: u16, pattern: &'static [u8]) -> (u16, JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let task = tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await else {
+                    return;
+                };
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let hung = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let hung_back = hung.clone();
+                // Dropping a write half would close the connection: when hung, both halves stay
+                // alive and answers are swallowed.
+                let back = tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 16 * 1024];
+                    while let Ok(n) = server_read.read(&mut buffer).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if !hung_back.load(std::sync::atomic::Ordering::SeqCst)
+                            && client_write.write_all(&buffer[..n]).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                    std::future::pending::<()>().await
+                });
+                let mut buffer = vec![0u8; 16 * 1024];
+                loop {
+                    let n = match client_read.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if buffer[..n].windows(pattern.len()).any(|w| w == pattern) {
+                        hung.store(true, std::sync::atomic::Ordering::SeqCst);
+                        let _held = (client_read, server_write);
+                        loop {
+                            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                        }
+                    }
+                    if server_write.write_all(&buffer[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                back.abort();
+            });
+        }
+    });
+    (port, task)
+}
