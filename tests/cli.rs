@@ -263,3 +263,224 @@ async fn check_logs_in_for_every_engine_and_changes_nothing() {
         "{out}"
     );
 }
+
+/// A PostgreSQL 15 secret whose rotation was started (`token` is `AWSPENDING`) and whose
+/// function ran the given steps through `rotor rotate --local --step`, then stopped.
+async fn stuck_pg_rotation(steps: &[&str]) -> (PgServer, LambdaFunction, String, String, String) {
+    let server = PgServer::named("pg15");
+    let (arn, user) = pg_secret(&server, "initial-Password-1").await;
+    let ca = stack_setting("ROTOR_TLS_CA").expect("CA");
+    let function = LambdaFunction::start("postgres", &[("DATABASE_CA_BUNDLE", &ca)]);
+    let client = secrets_manager_client().await;
+    let token = new_token();
+    start_rotation(&client, &arn, &token).await;
+    for step in steps {
+        let (code, stdout, stderr) = rotor(&[
+            "rotate",
+            &arn,
+            "--local",
+            "--invoke-endpoint",
+            &function.invoke_endpoint,
+            "--function",
+            "postgres",
+            "--step",
+            step,
+            "--token",
+            &token,
+        ]);
+        assert_eq!(code, 0, "{step}: {stdout}{stderr}");
+    }
+    (server, function, arn, user, token)
+}
+
+#[tokio::test]
+async fn status_advises_finishing_a_single_user_rotation_stuck_after_set_secret() {
+    let (server, function, arn, user, token) = stuck_pg_rotation(&["createSecret", "setSecret"]).await;
+    let client = secrets_manager_client().await;
+    let pending = value_at(&client, &arn, "AWSPENDING").await;
+    let current = value_at(&client, &arn, "AWSCURRENT").await;
+    assert!(server.logs_in(&user, pending["password"].as_str().unwrap()).await);
+    assert!(!server.logs_in(&user, current["password"].as_str().unwrap()).await);
+
+    let (code, out) = rotor_json(&["status", &arn]);
+    assert_eq!(code, 3, "{out}");
+    assert_eq!(out["logins"]["AWSPENDING"]["ok"], json!(true), "{out}");
+    assert_eq!(out["logins"]["AWSCURRENT"]["ok"], json!(false), "{out}");
+    let problem = &out["problems"][0];
+    assert_eq!(problem["advice"], json!("finish"), "{out}");
+    let remedy = problem["remedy"].as_str().unwrap();
+    assert!(
+        remedy.contains(&format!("--token {token} --step finishSecret"))
+            && remedy.contains(&format!(
+                "--version-stage AWSCURRENT --move-to-version-id {token}"
+            )),
+        "{remedy}"
+    );
+    assert!(
+        !remedy.contains("--version-stage AWSPENDING"),
+        "clearing AWSPENDING would lose the only password that works: {remedy}"
+    );
+    for secret in [&pending, &current] {
+        assert!(!out.to_string().contains(secret["password"].as_str().unwrap()));
+    }
+    let (code, stdout, _) = rotor(&["status", &arn]);
+    assert_eq!(code, 3);
+    assert!(
+        stdout.contains("AWSPENDING logs in") && stdout.contains("AWSCURRENT does NOT log in"),
+        "{stdout}"
+    );
+
+    // The advice works: finishing through the function makes AWSCURRENT the password that logs in.
+    let (code, stdout, stderr) = rotor(&[
+        "rotate",
+        &arn,
+        "--local",
+        "--invoke-endpoint",
+        &function.invoke_endpoint,
+        "--function",
+        "postgres",
+        "--token",
+        &token,
+        "--step",
+        "finishSecret",
+    ]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let current = value_at(&client, &arn, "AWSCURRENT").await;
+    assert!(server.logs_in(&user, current["password"].as_str().unwrap()).await);
+    let (code, out) = rotor_json(&["status", &arn]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test]
+async fn status_says_clearing_is_safe_when_the_pending_password_was_never_set() {
+    let (_server, _function, arn, _user, token) = stuck_pg_rotation(&["createSecret"]).await;
+    let (code, out) = rotor_json(&["status", &arn]);
+    assert_eq!(code, 3, "{out}");
+    assert_eq!(out["logins"]["AWSCURRENT"]["ok"], json!(true), "{out}");
+    assert_eq!(out["logins"]["AWSPENDING"]["ok"], json!(false), "{out}");
+    let problem = &out["problems"][0];
+    assert_eq!(problem["advice"], json!("clear"), "{out}");
+    let remedy = problem["remedy"].as_str().unwrap();
+    assert!(
+        remedy.contains("safe")
+            && remedy.contains(&format!(
+                "--version-stage AWSPENDING --remove-from-version-id {token}"
+            )),
+        "{remedy}"
+    );
+    assert!(!remedy.contains("--step finishSecret"), "{remedy}");
+}
+
+#[tokio::test]
+async fn rotate_step_without_local_is_refused() {
+    let client = secrets_manager_client().await;
+    let arn = create_secret(&client, "cli-step", "{}").await;
+    // A secret with a rotation function, so that nothing but the check stops the command.
+    let setup = new_token();
+    start_rotation(&client, &arn, &setup).await;
+    end_rotation(&client, &arn, &setup).await;
+    let before = (
+        labels(&client, &arn).await,
+        rotation_configuration(&client, &arn).await,
+    );
+    let (code, stdout, stderr) = rotor(&["rotate", &arn, "--step", "setSecret", "--token", &new_token()]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("--step") && stderr.contains("--local"),
+        "{stderr}"
+    );
+    let after = (
+        labels(&client, &arn).await,
+        rotation_configuration(&client, &arn).await,
+    );
+    assert_eq!(after, before, "nothing started, nothing changed");
+}
+
+/// The secret's rotation configuration, as DescribeSecret shows it.
+async fn rotation_configuration(client: &aws_sdk_secretsmanager::Client, arn: &str) -> Value {
+    let d = client
+        .describe_secret()
+        .secret_id(arn)
+        .send()
+        .await
+        .expect("DescribeSecret");
+    let rules = d.rotation_rules.as_ref();
+    json!({
+        "enabled": d.rotation_enabled,
+        "function": d.rotation_lambda_arn,
+        "days": rules.and_then(|r| r.automatically_after_days),
+        "schedule": rules.and_then(|r| r.schedule_expression.clone()),
+        "duration": rules.and_then(|r| r.duration.clone()),
+    })
+}
+
+#[tokio::test]
+async fn rotate_local_keeps_the_secrets_rotation_configuration() {
+    let server = PgServer::named("pg15");
+    let (arn, user) = pg_secret(&server, "initial-Password-1").await;
+    let client = secrets_manager_client().await;
+    // The secret's own configuration, in another partition and with its own schedule. moto
+    // sets it only through RotateSecret, which also leaves an empty AWSPENDING version: cleared.
+    let own_function = "arn:aws-cn:lambda:cn-north-1:210987654321:function:team-rotator";
+    let setup = new_token();
+    let result = client
+        .rotate_secret()
+        .secret_id(&arn)
+        .client_request_token(&setup)
+        .rotation_lambda_arn(own_function)
+        .rotation_rules(
+            aws_sdk_secretsmanager::types::RotationRulesType::builder()
+                .automatically_after_days(7)
+                .build(),
+        )
+        .send()
+        .await;
+    assert!(result.is_err(), "moto cannot invoke a function");
+    end_rotation(&client, &arn, &setup).await;
+    let before = rotation_configuration(&client, &arn).await;
+    assert_eq!(before["function"], json!(own_function), "{before}");
+    assert_eq!(before["days"], json!(7), "{before}");
+    assert_eq!(before["enabled"], json!(true), "{before}");
+
+    let ca = stack_setting("ROTOR_TLS_CA").expect("CA");
+    let function = LambdaFunction::start("postgres", &[("DATABASE_CA_BUNDLE", &ca)]);
+    let (code, out) = rotor_json(&[
+        "rotate",
+        &arn,
+        "--local",
+        "--invoke-endpoint",
+        &function.invoke_endpoint,
+        "--function",
+        "postgres",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let current = value_at(&client, &arn, "AWSCURRENT").await;
+    assert!(server.logs_in(&user, current["password"].as_str().unwrap()).await);
+    assert_eq!(
+        rotation_configuration(&client, &arn).await,
+        before,
+        "the rotation configuration changed"
+    );
+}
+
+#[test]
+fn a_function_arn_is_derived_in_the_secrets_own_partition() {
+    use rotor_cli::rotate::function_arn;
+    for (secret, function) in [
+        (
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf",
+            "arn:aws:lambda:eu-west-1:123456789012:function:postgres",
+        ),
+        (
+            "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:db-AbCdEf",
+            "arn:aws-cn:lambda:cn-north-1:123456789012:function:postgres",
+        ),
+        (
+            "arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:db-AbCdEf",
+            "arn:aws-us-gov:lambda:us-gov-west-1:123456789012:function:postgres",
+        ),
+    ] {
+        assert_eq!(function_arn(secret, "postgres").as_deref(), Some(function));
+    }
+    assert_eq!(function_arn("db-name-only", "postgres"), None);
+}

@@ -1,10 +1,12 @@
 //! The operator CLI, `rotor`: drive a rotation, diagnose a secret, preflight a rotation.
 //!
 //! `rotate` starts a rotation in AWS and follows it to the end (reporting the step that failed,
-//! from the function's logs), or, locally (`--local`), plays Secrets Manager itself: it starts the
-//! rotation with `RotateSecret` and invokes the function through the Lambda Invoke API step by step,
+//! from the function's logs), or, locally (`--local`), plays Secrets Manager itself: it has
+//! `RotateSecret` create the empty `AWSPENDING` version, leaving the secret's rotation
+//! configuration as it was, and invokes the function through the Lambda Invoke API step by step,
 //! as the service would. `status` shows versions, labels and schedule, and diagnoses a stuck
-//! rotation. `check` reads the secret as its function would and logs in with it, changing nothing.
+//! rotation after logging in with each labelled version. `check` reads the secret as its function
+//! would and logs in with it, changing nothing.
 //! Human output by default, `--json` on every command; the exit code says what happened
 //! ([`Exit`]).
 

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use rotor_cli::check::{check, CheckArgs, EngineKind};
 use rotor_cli::output::Output;
 use rotor_cli::rotate::{rotate, RotateArgs};
-use rotor_cli::status::status;
+use rotor_cli::status::{status, StatusArgs};
 use rotor_cli::{secrets_manager, CliError, Exit};
 use rotor_database::Strategy;
 use secret_rotor::Step;
@@ -45,7 +45,7 @@ enum Command {
         /// The function to invoke (default: the secret's rotation function).
         #[arg(long)]
         function: Option<String>,
-        /// Run only this step (local; needs --token).
+        /// Run only this step (needs --local and --token).
         #[arg(long, value_enum)]
         step: Option<StepArg>,
         /// The version token (default: a new one).
@@ -55,10 +55,17 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
-    /// Versions, labels, schedule, rotation function, and what to do if a rotation is stuck.
+    /// Versions, labels, schedule, rotation function, and what to do if a rotation is stuck
+    /// (checked by logging in with each labelled version).
     Status {
         /// Secret name or ARN.
         secret: String,
+        /// The function the secret belongs to (default: the engine whose function accepts it).
+        #[arg(long, value_enum)]
+        engine: Option<EngineArg>,
+        /// Extra CA bundle (PEM), as the function's DATABASE_CA_BUNDLE.
+        #[arg(long, env = "DATABASE_CA_BUNDLE")]
+        ca_bundle: Option<PathBuf>,
     },
     /// Preflight: parse the secret, log in with AWSCURRENT (and the master), change nothing.
     Check {
@@ -93,6 +100,16 @@ enum EngineArg {
     Postgres,
     Mysql,
     SshKey,
+}
+
+impl From<EngineArg> for EngineKind {
+    fn from(engine: EngineArg) -> Self {
+        match engine {
+            EngineArg::Postgres => EngineKind::Postgres,
+            EngineArg::Mysql => EngineKind::Mysql,
+            EngineArg::SshKey => EngineKind::SshKey,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -132,7 +149,18 @@ async fn run(cli: Cli, out: &mut Output) -> Result<Exit, CliError> {
             };
             rotate(&client, &logs, &args, out).await
         }
-        Command::Status { secret } => status(&client, &secret, out).await,
+        Command::Status {
+            secret,
+            engine,
+            ca_bundle,
+        } => {
+            let args = StatusArgs {
+                secret,
+                engine: engine.map(EngineKind::from),
+                ca_bundle,
+            };
+            status(&client, &args, out).await
+        }
         Command::Check {
             secret,
             engine,
@@ -141,11 +169,7 @@ async fn run(cli: Cli, out: &mut Output) -> Result<Exit, CliError> {
         } => {
             let args = CheckArgs {
                 secret,
-                engine: match engine {
-                    EngineArg::Postgres => EngineKind::Postgres,
-                    EngineArg::Mysql => EngineKind::Mysql,
-                    EngineArg::SshKey => EngineKind::SshKey,
-                },
+                engine: engine.into(),
                 strategy: match strategy {
                     StrategyArg::SingleUser => Strategy::SingleUser,
                     StrategyArg::AlternatingUsers => Strategy::AlternatingUsers,

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
 use aws_sdk_secretsmanager::types::RotationRulesType;
 use aws_sdk_secretsmanager::Client;
 use secret_rotor::Step;
@@ -67,6 +68,12 @@ pub async fn rotate(
     args: &RotateArgs,
     out: &mut Output,
 ) -> Result<Exit, CliError> {
+    if args.step.is_some() && !args.local {
+        return Err(CliError::usage(
+            "--step runs one step through the local Invoke API: it needs --local (without --local, \
+             rotate starts a whole rotation in AWS)",
+        ));
+    }
     let description = client
         .describe_secret()
         .secret_id(&args.secret)
@@ -97,7 +104,7 @@ pub async fn rotate(
     };
     out.set("token", json!(token));
     if args.local {
-        rotate_locally(client, &arn, &function, &token, args, out).await
+        rotate_locally(client, &description, &arn, &function, &token, args, out).await
     } else {
         rotate_in_aws(client, logs, &arn, &function, &token, args, out).await
     }
@@ -105,6 +112,7 @@ pub async fn rotate(
 
 async fn rotate_locally(
     client: &Client,
+    description: &DescribeSecretOutput,
     arn: &str,
     function: &str,
     token: &str,
@@ -122,7 +130,7 @@ async fn rotate_locally(
             vec![step]
         }
         None => {
-            start_rotation(client, arn, function, token).await?;
+            start_rotation(client, description, arn, function, token, out).await?;
             Step::ALL.to_vec()
         }
     };
@@ -194,38 +202,125 @@ async fn rotate_locally(
     Ok(Exit::Ok)
 }
 
-/// What Secrets Manager does before the first invocation: `RotateSecret`, which labels an empty
-/// version `token` with `AWSPENDING`. A local emulator that cannot invoke functions answers
-/// ResourceNotFoundException after doing that, which is accepted here.
-async fn start_rotation(client: &Client, arn: &str, function: &str, token: &str) -> Result<(), CliError> {
-    let region = arn
-        .split(':')
-        .nth(3)
-        .filter(|r| !r.is_empty())
-        .unwrap_or("us-east-1");
-    let account = arn
-        .split(':')
-        .nth(4)
-        .filter(|a| !a.is_empty())
-        .unwrap_or("000000000000");
-    let result = client
-        .rotate_secret()
-        .secret_id(arn)
-        .client_request_token(token)
-        .rotation_lambda_arn(format!("arn:aws:lambda:{region}:{account}:function:{function}"))
-        .rotation_rules(RotationRulesType::builder().automatically_after_days(30).build())
-        .send()
-        .await;
-    if let Err(e) = result {
+/// The rotation function's ARN for a secret that has none: `function` named in the secret's own
+/// partition, region and account (`None` if `secret_arn` is not a Secrets Manager ARN). A
+/// `function` that is already an ARN is kept.
+///
+/// ```
+/// assert_eq!(
+///     rotor_cli::rotate::function_arn("arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:db-AbCdEf", "pg").as_deref(),
+///     Some("arn:aws-cn:lambda:cn-north-1:123456789012:function:pg")
+/// );
+/// ```
+pub fn function_arn(secret_arn: &str, function: &str) -> Option<String> {
+    if function.starts_with("arn:") {
+        return Some(function.to_owned());
+    }
+    let parts: Vec<&str> = secret_arn.splitn(6, ':').collect();
+    match parts[..] {
+        ["arn", partition, "secretsmanager", region, account, _]
+            if !partition.is_empty() && !region.is_empty() && !account.is_empty() =>
+        {
+            Some(format!(
+                "arn:{partition}:lambda:{region}:{account}:function:{function}"
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Days between rotations given to a secret that had no rotation configured (as the template's
+/// example schedule, `rate(30 days)`).
+const NEW_SECRET_DAYS: i64 = 30;
+
+/// What Secrets Manager does before the first invocation: an empty version `token` labelled
+/// `AWSPENDING` (createSecret refuses a token the secret does not know, and PutSecretValue
+/// cannot store an empty value). Only `RotateSecret` creates it. It is called with the secret's
+/// own function ARN, unchanged (leaving it out makes emulators clear it) and no RotationRules,
+/// so the rotation configuration stays as it was; this is checked, and a secret whose rotation is
+/// disabled is refused (RotateSecret would enable it). A secret with no function gets `function`
+/// in its own partition, with a schedule. A local emulator that cannot invoke
+/// functions answers ResourceNotFoundException after labelling the version, which is accepted.
+async fn start_rotation(
+    client: &Client,
+    description: &DescribeSecretOutput,
+    arn: &str,
+    function: &str,
+    token: &str,
+    out: &mut Output,
+) -> Result<(), CliError> {
+    let own = description
+        .rotation_lambda_arn
+        .as_deref()
+        .filter(|own| !own.is_empty());
+    let request = client.rotate_secret().secret_id(arn).client_request_token(token);
+    let request = match own {
+        Some(_) if description.rotation_enabled == Some(false) => {
+            return Err(CliError::usage(format!(
+                "rotation is disabled for {arn}: its function refuses to rotate it, and starting a rotation \
+                 would turn it on again; turn it on first if that is intended (`aws secretsmanager rotate-secret \
+                 --secret-id {arn} --no-rotate-immediately`)"
+            )))
+        }
+        Some(own) => {
+            out.say(format!(
+                "RotateSecret with the secret's own function {own} and schedule, unchanged (in AWS the service \
+                 also invokes that function for this token)"
+            ));
+            request.rotation_lambda_arn(own)
+        }
+        None => {
+            let lambda = function_arn(arn, function).ok_or_else(|| {
+                CliError::usage(format!(
+                    "{arn} is not a Secrets Manager ARN: cannot name a rotation function for it"
+                ))
+            })?;
+            out.say(format!(
+                "{arn} had no rotation function: RotateSecret attaches {lambda}, every {NEW_SECRET_DAYS} days"
+            ));
+            out.set(
+                "rotation_configured",
+                json!({"function": lambda, "automatically_after_days": NEW_SECRET_DAYS}),
+            );
+            request.rotation_lambda_arn(lambda).rotation_rules(
+                RotationRulesType::builder()
+                    .automatically_after_days(NEW_SECRET_DAYS)
+                    .build(),
+            )
+        }
+    };
+    if let Err(e) = request.send().await {
         if e.code() != Some("ResourceNotFoundException") {
             return Err(CliError::from_sdk("RotateSecret", e));
         }
     }
-    let now = labels(client, arn).await?;
-    if !now
-        .get(token)
-        .is_some_and(|s| s.iter().any(|l| l == "AWSPENDING"))
-    {
+    let now = client
+        .describe_secret()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| CliError::from_sdk("DescribeSecret", e))?;
+    let configuration = |d: &DescribeSecretOutput| {
+        (
+            d.rotation_enabled,
+            d.rotation_lambda_arn.clone(),
+            d.rotation_rules.clone(),
+        )
+    };
+    if own.is_some() && configuration(&now) != configuration(description) {
+        return Err(CliError::failed(format!(
+            "RotateSecret changed the rotation configuration of {arn} (before: {:?}, now: {:?}); stopped before \
+             the first step, with the empty version {token} AWSPENDING",
+            configuration(description),
+            configuration(&now)
+        )));
+    }
+    let pending = now
+        .version_ids_to_stages
+        .as_ref()
+        .and_then(|versions| versions.get(token))
+        .is_some_and(|s| s.iter().any(|l| l == "AWSPENDING"));
+    if !pending {
         return Err(CliError::failed(format!(
             "RotateSecret did not label {token} AWSPENDING"
         )));

@@ -1,10 +1,29 @@
-//! `rotor status`: versions, labels, schedule, the rotation function, and a diagnosis.
+//! `rotor status`: versions, labels, schedule, the rotation function, and a diagnosis. For a
+//! stuck rotation it first logs in with each labelled version (as `rotor check` does), because
+//! what is safe to do depends on which password the target has.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client;
+use secret_rotor::Deadline;
 use serde_json::{json, Value};
 
+use crate::check::{login, read_at, EngineKind, Login};
 use crate::output::Output;
 use crate::{CliError, Exit};
+
+/// What `status` was asked to do.
+#[derive(Debug, Clone)]
+pub struct StatusArgs {
+    /// Secret name or ARN.
+    pub secret: String,
+    /// The function the secret belongs to (default: the engine whose function accepts the value).
+    pub engine: Option<EngineKind>,
+    /// Extra CA bundle, as the function's `DATABASE_CA_BUNDLE`.
+    pub ca_bundle: Option<PathBuf>,
+}
 
 /// A problem found in a secret's rotation state, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,53 +32,75 @@ pub struct Diagnosis {
     pub problem: String,
     /// What to do.
     pub remedy: String,
+    /// The remedy in one word: `finish`, `clear`, `repair` (no labelled version logs in),
+    /// `check` (logins not checked), `move-current`, `attach-function`.
+    pub advice: &'static str,
 }
 
-/// Diagnoses a rotation state from the labels: `AWSPENDING` on a version that is not
-/// `AWSCURRENT` means a rotation started and did not finish, and Secrets Manager refuses new
-/// rotations until it is finished or cleared.
+/// Whether each labelled stage logged in (`AWSCURRENT` → `Ok(details)` or `Err(why)`); a stage
+/// absent was not checked.
+pub type Logins = BTreeMap<&'static str, Login>;
+
+/// The stages whose login `status` checks for a stuck rotation.
+pub const CHECKED_STAGES: [&str; 3] = ["AWSCURRENT", "AWSPENDING", "AWSPREVIOUS"];
+
+/// Diagnoses a rotation state from the labels and the logins: `AWSPENDING` on a version that is
+/// not `AWSCURRENT` means a rotation started and did not finish, and Secrets Manager refuses new
+/// rotations until it is finished or cleared. Which of the two is safe depends on which version
+/// logs in: after a single-user setSecret only `AWSPENDING` does, and clearing it would leave the
+/// only working password in an unlabelled version.
 ///
 /// ```
-/// use std::collections::HashMap;
+/// use std::collections::{BTreeMap, HashMap};
+/// use rotor_cli::status::diagnose;
 /// let mut labels = HashMap::new();
 /// labels.insert("v1".to_owned(), vec!["AWSCURRENT".to_owned()]);
-/// assert!(rotor_cli::status::diagnose("s", &labels, Some(true), Some("arn:f")).is_empty());
+/// assert!(diagnose("s", &labels, Some(true), Some("arn:f"), &BTreeMap::new()).is_empty());
 /// labels.insert("v2".to_owned(), vec!["AWSPENDING".to_owned()]);
-/// let found = rotor_cli::status::diagnose("s", &labels, Some(true), Some("arn:f"));
+/// let mut logins = BTreeMap::new();
+/// logins.insert("AWSCURRENT", Err("password authentication failed".to_owned()));
+/// logins.insert("AWSPENDING", Ok("TLS yes".to_owned()));
+/// let found = diagnose("s", &labels, Some(true), Some("arn:f"), &logins);
 /// assert!(found[0].problem.contains("v2"));
+/// assert_eq!(found[0].advice, "finish");
+/// logins.insert("AWSCURRENT", Ok("TLS yes".to_owned()));
+/// logins.insert("AWSPENDING", Err("password authentication failed".to_owned()));
+/// assert_eq!(diagnose("s", &labels, Some(true), Some("arn:f"), &logins)[0].advice, "clear");
 /// ```
 pub fn diagnose(
     secret: &str,
-    labels: &std::collections::HashMap<String, Vec<String>>,
+    labels: &HashMap<String, Vec<String>>,
     rotation_enabled: Option<bool>,
     function: Option<&str>,
+    logins: &Logins,
 ) -> Vec<Diagnosis> {
     let mut found = Vec::new();
     let has = |version: &str, stage: &str| labels.get(version).is_some_and(|s| s.iter().any(|l| l == stage));
+    let current = labels
+        .keys()
+        .find(|version| has(version, "AWSCURRENT"))
+        .map(String::as_str);
     for version in labels.keys() {
         if has(version, "AWSPENDING") && !has(version, "AWSCURRENT") {
+            let (advice, remedy) = stuck_remedy(secret, version, current, logins);
             found.push(Diagnosis {
                 problem: format!(
                     "rotation stuck: version {version} is AWSPENDING but not AWSCURRENT, so a rotation started \
                      and did not finish; Secrets Manager refuses new rotations until it is finished or cleared"
                 ),
-                remedy: format!(
-                    "find why in the function's logs (filter token = \"{version}\" and outcome = \"failed\"), fix \
-                     it, then finish the same rotation: `rotor rotate {secret} --token {version} --step setSecret` \
-                     and the later steps, or start over by clearing the label: `aws secretsmanager \
-                     update-secret-version-stage --secret-id {secret} --version-stage AWSPENDING \
-                     --remove-from-version-id {version}`"
-                ),
+                remedy,
+                advice,
             });
         }
     }
-    if !labels.values().any(|s| s.iter().any(|l| l == "AWSCURRENT")) {
+    if current.is_none() {
         found.push(Diagnosis {
             problem: "no version is AWSCURRENT: applications cannot read the secret".to_owned(),
             remedy: format!(
                 "move AWSCURRENT to a working version: `aws secretsmanager update-secret-version-stage --secret-id \
                  {secret} --version-stage AWSCURRENT --move-to-version-id VERSION`"
             ),
+            advice: "move-current",
         });
     }
     if rotation_enabled == Some(true) && function.is_none_or(str::is_empty) {
@@ -67,13 +108,119 @@ pub fn diagnose(
             problem: "rotation is enabled but no rotation function is set".to_owned(),
             remedy: "attach a function: `aws secretsmanager rotate-secret --rotation-lambda-arn ARN`"
                 .to_owned(),
+            advice: "attach-function",
         });
     }
     found
 }
 
+/// What to do about the stuck version `pending`, given which stages log in.
+fn stuck_remedy(
+    secret: &str,
+    pending: &str,
+    current: Option<&str>,
+    logins: &Logins,
+) -> (&'static str, String) {
+    let works = |stage: &str| logins.get(stage).map(Result::is_ok);
+    let finish_function = format!("`rotor rotate {secret} --local --token {pending} --step finishSecret`");
+    let finish_label = format!(
+        "`aws secretsmanager update-secret-version-stage --secret-id {secret} --version-stage AWSCURRENT \
+         --move-to-version-id {pending}{}`",
+        current
+            .map(|c| format!(" --remove-from-version-id {c}"))
+            .unwrap_or_default()
+    );
+    let clear = format!(
+        "`aws secretsmanager update-secret-version-stage --secret-id {secret} --version-stage AWSPENDING \
+         --remove-from-version-id {pending}`"
+    );
+    let retry = format!(
+        "`rotor rotate {secret} --local --token {pending} --step setSecret`, then testSecret and finishSecret"
+    );
+    let logs = format!("the function's logs (filter token = \"{pending}\" and outcome = \"failed\")");
+    match (works("AWSCURRENT"), works("AWSPENDING")) {
+        (_, Some(true)) => (
+            "finish",
+            format!(
+                "AWSPENDING logs in{}: finish this rotation; do not clear AWSPENDING. Through the function (behind a \
+                 local Invoke API; add --function and --invoke-endpoint as needed): {finish_function}; or move the \
+                 label yourself: {finish_label}",
+                if works("AWSCURRENT") == Some(true) {
+                    " (so does AWSCURRENT)"
+                } else {
+                    " and AWSCURRENT does not, so AWSPENDING holds the only password that works"
+                }
+            ),
+        ),
+        (Some(true), Some(false)) => (
+            "clear",
+            format!(
+                "AWSCURRENT logs in and AWSPENDING does not (its password was never set): clearing the label is \
+                 safe: {clear}; or find why in {logs}, fix it, and retry the same rotation: {retry}"
+            ),
+        ),
+        (Some(false), Some(false)) if works("AWSPREVIOUS") == Some(true) => (
+            "repair",
+            format!(
+                "neither AWSCURRENT nor AWSPENDING logs in, AWSPREVIOUS does: do not clear AWSPENDING or move \
+                 AWSCURRENT; retry the rotation (a single-user setSecret logs in with AWSPREVIOUS when AWSCURRENT \
+                 is refused): {retry}"
+            ),
+        ),
+        (Some(false), Some(false)) => (
+            "repair",
+            "neither AWSCURRENT nor AWSPENDING logs in (see the logins; AWSPREVIOUS neither, if there is one): \
+             clearing or finishing would leave no working password labelled; restore access first (reset the \
+             password to AWSCURRENT's by hand, or fix what refuses the login), check with `rotor status` again"
+                .to_owned(),
+        ),
+        _ => (
+            "check",
+            format!(
+                "which version logs in was not checked (give --engine): check before acting, because clearing \
+                 AWSPENDING after a single-user setSecret loses the only password that works. If AWSPENDING logs \
+                 in, finish: {finish_function} or {finish_label}; if only AWSCURRENT does, clear: {clear}; to \
+                 continue instead, find why in {logs}, fix it, and retry: {retry}"
+            ),
+        ),
+    }
+}
+
+/// Logs in with each labelled stage of [`CHECKED_STAGES`]; `Err(why)` when the engine is unknown.
+async fn check_logins(
+    client: &Client,
+    arn: &str,
+    labels: &HashMap<String, Vec<String>>,
+    args: &StatusArgs,
+) -> Result<Logins, String> {
+    let labelled = |stage: &str| labels.values().any(|s| s.iter().any(|l| l == stage));
+    let mut values = Vec::new();
+    for stage in CHECKED_STAGES.into_iter().filter(|stage| labelled(stage)) {
+        let value = read_at(client, arn, stage).await.map_err(|e| e.message);
+        values.push((stage, value));
+    }
+    let engine = match args.engine {
+        Some(engine) => engine,
+        None => values
+            .iter()
+            .find_map(|(_, value)| EngineKind::of(value.as_ref().ok()?))
+            .ok_or("no labelled value is a secret of a known engine (give --engine)")?,
+    };
+    let mut logins = Logins::new();
+    for (stage, value) in values {
+        let deadline = Deadline::after(Duration::from_secs(30));
+        let result = match value {
+            Ok(value) => login(engine, args.ca_bundle.as_deref(), &value, deadline).await,
+            Err(why) => Err(why),
+        };
+        logins.insert(stage, result);
+    }
+    Ok(logins)
+}
+
 /// Runs the command.
-pub async fn status(client: &Client, secret: &str, out: &mut Output) -> Result<Exit, CliError> {
+pub async fn status(client: &Client, args: &StatusArgs, out: &mut Output) -> Result<Exit, CliError> {
+    let secret = args.secret.as_str();
     let d = client
         .describe_secret()
         .secret_id(secret)
@@ -135,11 +282,42 @@ pub async fn status(client: &Client, secret: &str, out: &mut Output) -> Result<E
         "versions",
         Value::Object(versions.iter().map(|(v, s)| ((*v).clone(), json!(s))).collect()),
     );
+    let stuck = labels
+        .values()
+        .any(|s| s.iter().any(|l| l == "AWSPENDING") && !s.iter().any(|l| l == "AWSCURRENT"));
+    let mut logins = Logins::new();
+    if stuck {
+        match check_logins(client, &arn, &labels, args).await {
+            Ok(checked) => logins = checked,
+            Err(why) => {
+                out.say(format!("logins     not checked: {why}"));
+                out.set("logins_error", json!(why));
+            }
+        }
+        for (stage, result) in &logins {
+            match result {
+                Ok(details) => out.say(format!("login      {stage} logs in: {details}")),
+                Err(why) => out.say(format!("login      {stage} does NOT log in: {why}")),
+            }
+        }
+        let facts: serde_json::Map<String, Value> = logins
+            .iter()
+            .map(|(stage, result)| {
+                let fact = match result {
+                    Ok(details) => json!({"ok": true, "details": details}),
+                    Err(why) => json!({"ok": false, "error": why}),
+                };
+                ((*stage).to_owned(), fact)
+            })
+            .collect();
+        out.set("logins", Value::Object(facts));
+    }
     let found = diagnose(
         &arn,
         &labels,
         d.rotation_enabled,
         d.rotation_lambda_arn.as_deref(),
+        &logins,
     );
     for diagnosis in &found {
         out.say(format!(
@@ -148,7 +326,7 @@ pub async fn status(client: &Client, secret: &str, out: &mut Output) -> Result<E
         ));
         out.push(
             "problems",
-            json!({"problem": diagnosis.problem, "remedy": diagnosis.remedy}),
+            json!({"problem": diagnosis.problem, "remedy": diagnosis.remedy, "advice": diagnosis.advice}),
         );
     }
     if found.is_empty() {
