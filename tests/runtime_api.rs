@@ -209,3 +209,105 @@ async fn a_bad_event_gets_a_typed_error() {
         "{err}"
     );
 }
+
+/// A failed rotation, as CloudWatch sees it: the failed step's end line is an Embedded Metric
+/// Format document whose metrics (StepFailed = 1 by function, step and error type; the duration)
+/// are extracted exactly as CloudWatch Logs would, and a succeeded step counts 0 failures.
+#[tokio::test]
+async fn a_failed_rotation_is_a_cloudwatch_metric_extracted_from_its_log_line() {
+    let server = PgServer::named("pg17");
+    let ca = stack_setting("ROTOR_TLS_CA").expect("CA");
+    let client = secrets_manager_client().await;
+    let value = json!({"engine": "postgres", "host": "127.0.0.1", "port": server.port,
+                       "username": format!("nobody_{}", random_hex(4)), "password": "not-the-password-1"});
+    let arn = create_secret(&client, "emf", &value.to_string()).await;
+    let function = LambdaFunction::start(
+        "postgres",
+        &[
+            ("DATABASE_CA_BUNDLE", &ca),
+            ("METRICS_NAMESPACE", "SecretRotorTest"),
+        ],
+    );
+    let invoker = InvokeClient::new(&function.invoke_endpoint).expect("endpoint");
+    let token = new_token();
+    start_rotation(&client, &arn, &token).await;
+    let event = |step: Step| json!({"Step": step.as_str(), "SecretId": arn, "ClientRequestToken": token});
+    invoker
+        .invoke("postgres", &event(Step::CreateSecret), Duration::from_secs(30))
+        .await
+        .expect("createSecret");
+    let err = invoker
+        .invoke("postgres", &event(Step::SetSecret), Duration::from_secs(30))
+        .await
+        .expect_err("nothing logs in: setSecret fails");
+    assert!(err.to_string().contains("TargetError"), "{err}");
+    end_rotation(&client, &arn, &token).await;
+
+    // One EMF document per step end line: the metrics of each step, as CloudWatch extracts them.
+    let mut documents = Vec::new();
+    for line in function.logs().lines() {
+        let data =
+            rotor_tests::emf::extract(line).unwrap_or_else(|e| panic!("CloudWatch would reject {line}: {e}"));
+        if !data.is_empty() {
+            documents.push(data);
+        }
+    }
+    let of_step = |step: &str| {
+        documents
+            .iter()
+            .find(|data| {
+                data.iter()
+                    .any(|d| d.dimensions.get("step").map(String::as_str) == Some(step))
+            })
+            .unwrap_or_else(|| panic!("no metrics for {step}: {documents:#?}"))
+    };
+    let find = |data: &[rotor_tests::emf::Datum], name: &str, dims: &[(&str, &str)]| {
+        let dims: std::collections::BTreeMap<String, String> =
+            dims.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        data.iter()
+            .find(|d| d.name == name && d.dimensions == dims)
+            .unwrap_or_else(|| panic!("no {name} {dims:?} in {data:#?}"))
+            .clone()
+    };
+    let function_name = ("function", "postgres");
+    let (set, create) = (of_step("setSecret"), of_step("createSecret"));
+    let failed = find(
+        set,
+        "StepFailed",
+        &[
+            function_name,
+            ("step", "setSecret"),
+            ("error_type", "TargetError"),
+        ],
+    );
+    assert_eq!(
+        (failed.namespace.as_str(), failed.value, failed.unit.as_deref()),
+        ("SecretRotorTest", 1.0, Some("Count"))
+    );
+    assert_eq!(
+        find(set, "StepFailed", &[function_name]).value,
+        1.0,
+        "the alarm's dimension set"
+    );
+    assert_eq!(find(create, "StepFailed", &[function_name]).value, 0.0);
+    assert_eq!(
+        find(
+            create,
+            "StepSucceeded",
+            &[function_name, ("step", "createSecret")]
+        )
+        .value,
+        1.0
+    );
+    assert!(
+        !create.iter().any(|d| d.dimensions.contains_key("error_type")),
+        "no error type on a success"
+    );
+    let duration = find(set, "StepDuration", &[function_name, ("step", "setSecret")]);
+    assert_eq!(duration.unit.as_deref(), Some("Milliseconds"));
+    assert!(duration.value >= 0.0 && duration.timestamp_ms > 1_700_000_000_000);
+    // Nothing secret in the metric lines.
+    for line in function.logs().lines().filter(|l| l.contains("\"_aws\"")) {
+        assert!(!line.contains("not-the-password-1"), "{line}");
+    }
+}

@@ -6,6 +6,7 @@
 //! Every suite runs against the real servers that `scripts/stack up` starts; a suite that cannot
 //! reach them fails with a message saying so, never silently passes.
 
+pub mod emf;
 pub mod fixtures;
 pub mod lambda;
 pub mod mariadb_server;
@@ -434,8 +435,12 @@ impl CapturedLogs {
     /// binary with a single test).
     pub fn install_globally(&self, directives: &str) {
         let filter = tracing_subscriber::EnvFilter::new(directives);
-        tracing::subscriber::set_global_default(secret_rotor::logging::subscriber(filter, self.clone()))
-            .expect("no other global subscriber");
+        tracing::subscriber::set_global_default(secret_rotor::logging::subscriber(
+            filter,
+            None,
+            self.clone(),
+        ))
+        .expect("no other global subscriber");
     }
 }
 
