@@ -311,3 +311,108 @@ async fn a_failed_rotation_is_a_cloudwatch_metric_extracted_from_its_log_line() 
         assert!(!line.contains("not-the-password-1"), "{line}");
     }
 }
+
+/// Points the secret's rotation at `function_arn` (RotateSecret, as the service records it), and
+/// leaves no rotation in progress.
+async fn set_rotation_function(client: &Client, arn: &str, function_arn: &str) {
+    let token = new_token();
+    let _ = client
+        .rotate_secret()
+        .secret_id(arn)
+        .client_request_token(&token)
+        .rotation_lambda_arn(function_arn)
+        .rotation_rules(
+            aws_sdk_secretsmanager::types::RotationRulesType::builder()
+                .automatically_after_days(30)
+                .build(),
+        )
+        .send()
+        .await;
+    end_rotation(client, arn, &token).await;
+}
+
+/// The preflight from inside the deployed function: a check event names a secret, the function
+/// runs the engine's own checks from its own network and answers a report with no secret in it;
+/// an unreachable database is a failed check; a secret of another function is refused.
+#[tokio::test]
+async fn the_function_answers_a_check_event_for_the_secrets_it_rotates() {
+    let server = PgServer::named("pg17");
+    let ca = stack_setting("ROTOR_TLS_CA").expect("CA");
+    let client = secrets_manager_client().await;
+    let function = LambdaFunction::start("postgres", &[("DATABASE_CA_BUNDLE", &ca)]);
+    let invoker = InvokeClient::new(&function.invoke_endpoint).expect("endpoint");
+    let healthy = fixtures::postgres(&server, "127.0.0.1", json!({})).await;
+    let check = |arn: &str| json!({"RotorCheck": {"SecretId": arn}});
+
+    // A secret of another function: refused, and the refusal names this function's ARN.
+    set_rotation_function(
+        &client,
+        &healthy.arn,
+        "arn:aws:lambda:us-east-1:123456789012:function:someone-else",
+    )
+    .await;
+    let refused = invoker
+        .invoke("postgres", &check(&healthy.arn), Duration::from_secs(30))
+        .await
+        .expect_err("another function's secret");
+    let message = refused.to_string();
+    assert!(
+        message.contains("InvalidEventError") && message.contains("someone-else"),
+        "{message}"
+    );
+    let own_arn = message
+        .split("not by this function (")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .expect("the function's own ARN")
+        .to_owned();
+
+    set_rotation_function(&client, &healthy.arn, &own_arn).await;
+    let report = invoker
+        .invoke("postgres", &check(&healthy.arn), Duration::from_secs(30))
+        .await
+        .expect("check");
+    assert_eq!(report["ok"], json!(true), "{report}");
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Secrets Manager reached (DescribeSecret)",
+            "AWSCURRENT parses",
+            "the next user name",
+            "AWSCURRENT logs in"
+        ]
+    );
+    assert_eq!(report["checks"][3]["detail"], json!("TLS yes"), "{report}");
+    assert!(
+        !report.to_string().contains(fixtures::INITIAL_PASSWORD),
+        "no secret in the report"
+    );
+
+    // An unreachable database: the login check fails, the report says why.
+    let mut value = value_at(&client, &healthy.arn, "AWSCURRENT").await;
+    value["port"] = json!(rotor_tests::net::Switch::off(server.port).await.port);
+    let unreachable = create_secret(&client, "check-down", &value.to_string()).await;
+    set_rotation_function(&client, &unreachable, &own_arn).await;
+    let report = invoker
+        .invoke("postgres", &check(&unreachable), Duration::from_secs(30))
+        .await
+        .expect("check");
+    assert_eq!(report["ok"], json!(false), "{report}");
+    let login = &report["checks"][3];
+    assert_eq!(
+        (login["check"].as_str(), login["ok"].as_bool()),
+        (Some("AWSCURRENT logs in"), Some(false)),
+        "{report}"
+    );
+    assert!(
+        login["detail"].as_str().unwrap().contains("TransientError"),
+        "{report}"
+    );
+    assert_eq!(labels(&client, &unreachable).await.len(), 1, "nothing written");
+}

@@ -1,6 +1,6 @@
 //! [`DatabaseEngine`]: a [`Database`] driver and a [`Strategy`], as a rotation engine.
 
-use secret_rotor::{Context, Engine, Error, ErrorKind, SecretString};
+use secret_rotor::{Context, Engine, Error, ErrorKind, Report, SecretString};
 
 use crate::secret::DatabaseSecret;
 use crate::strategy::{Strategy, UserPair};
@@ -191,6 +191,40 @@ impl<D: Database> Engine for DatabaseEngine<D> {
                 self.db
                     .set_user_password(&mut master, &pair, pending, ctx.deadline())
                     .await
+            }
+        }
+    }
+
+    /// The rotation's own order: `AWSCURRENT` parsed, the next user name valid, then the logins
+    /// setSecret makes — the user itself (single user), or the user and then the master, through
+    /// the same guards (alternating users: the master is used only after the user logs in, only
+    /// on the same server, never as one of the pair).
+    async fn preflight(&self, ctx: &Context<'_, Self>, report: &mut Report) {
+        let Some(current) = report.record("AWSCURRENT parses", ctx.current().await, |c| {
+            format!("{}: user {} on {}:{}", self.name, c.username, c.host, c.port)
+        }) else {
+            return;
+        };
+        let pair = UserPair::of(&current.username);
+        let next = self.pending_username(current, &pair);
+        let named = if next == current.username {
+            Ok(())
+        } else {
+            self.db.check_new_username(current, next)
+        };
+        report.record("the next user name", named, |_| next.to_owned());
+        match self.strategy {
+            Strategy::SingleUser => {
+                let login = self.db.login(current, ctx.deadline()).await;
+                report.record("AWSCURRENT logs in", login, |s| self.db.describe(s));
+            }
+            Strategy::AlternatingUsers => {
+                let master = self.login_master(ctx, current).await;
+                report.record(
+                    "AWSCURRENT logs in, then the master (as setSecret does)",
+                    master,
+                    |s| format!("master: {}", self.db.describe(s)),
+                );
             }
         }
     }

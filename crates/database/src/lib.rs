@@ -51,6 +51,13 @@ pub trait Database: Send + Sync + 'static {
     /// error names the limit.
     fn check_new_username(&self, current: &DatabaseSecret, username: &str) -> Result<(), Error>;
 
+    /// What a session is, for the preflight's report: TLS, server version, account. Never a
+    /// secret.
+    fn describe(&self, session: &Self::Session) -> String {
+        let _ = session;
+        String::new()
+    }
+
     /// Logs in with `secret`. A refused login is [`secret_rotor::ErrorKind::Target`]; a network
     /// fault is transient.
     fn login(

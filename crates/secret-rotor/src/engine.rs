@@ -12,6 +12,7 @@ use crate::deadline::Deadline;
 use crate::error::Error;
 use crate::event::Step;
 use crate::password::Passwords;
+use crate::preflight::Report;
 use crate::secret::SecretString;
 use crate::store::{SecretsStore, Version, AWSCURRENT, AWSPREVIOUS};
 
@@ -62,6 +63,17 @@ pub trait Engine: Sized + Send + Sync + 'static {
     fn after_finish(&self, ctx: &Context<'_, Self>) -> impl Future<Output = Result<(), Error>> + Send {
         let _ = ctx;
         async { Ok(()) }
+    }
+
+    /// The preflight (`rotor check`, and the deployed function's check event): everything a
+    /// rotation of this secret would need, in the order the rotation uses it, recorded in
+    /// `report` — and nothing changed. The default checks that `AWSCURRENT` parses; engines add
+    /// their logins and hosts, through the same code their steps use.
+    fn preflight(&self, ctx: &Context<'_, Self>, report: &mut Report) -> impl Future<Output = ()> + Send {
+        async move {
+            let parsed = ctx.current().await.map(drop);
+            report.record("AWSCURRENT parses", parsed, |_| String::new());
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use crate::engine::Engine;
 use crate::error::Error;
 use crate::event::RotationEvent;
 use crate::password::Passwords;
+use crate::preflight::{preflight, CHECK_EVENT_KEY};
 use crate::protocol::{rotate, Outcome};
 use crate::store::{SecretsManager, SecretsStore};
 
@@ -51,6 +52,52 @@ impl<E: Engine> Rotor<E> {
             store: Box::new(store),
             passwords,
         }
+    }
+
+    /// Answers one raw invocation: a rotation step (`null`), or a check event
+    /// (`{"RotorCheck": {"SecretId": …}}`, the preflight's report). `caller` is the function's
+    /// own ARN: only secrets it rotates are checked.
+    pub async fn invoke(
+        &self,
+        payload: &Value,
+        deadline: Deadline,
+        caller: Option<&str>,
+    ) -> Result<Value, Error> {
+        let Some(check) = payload.get(CHECK_EVENT_KEY) else {
+            return self.handle_json(payload, deadline).await.map(|_| Value::Null);
+        };
+        let secret_id = check
+            .get("SecretId")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| {
+                Error::invalid_event(format!("a {CHECK_EVENT_KEY} event needs a SecretId string"))
+            })?;
+        tracing::info!(secret_arn = secret_id, "check started");
+        let result = match (&self.engine, &self.passwords) {
+            (Ok(engine), Ok(passwords)) => {
+                preflight(
+                    engine,
+                    self.store.as_ref(),
+                    passwords,
+                    secret_id,
+                    caller,
+                    deadline,
+                )
+                .await
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e.clone()),
+        };
+        match &result {
+            Ok(report) => tracing::info!(secret_arn = secret_id, ok = report.ok(), "check finished"),
+            Err(error) => tracing::error!(
+                secret_arn = secret_id,
+                error_type = error.kind().error_type(),
+                error = %error,
+                "check refused"
+            ),
+        }
+        result.map(|report| report.to_json())
     }
 
     /// Handles one raw invocation payload; logs its start and end.
@@ -110,7 +157,8 @@ impl<E: Engine> Rotor<E> {
 /// Serves rotation invocations with `engine` until the runtime stops.
 ///
 /// Reads configuration once, builds the Secrets Manager client once, and answers each
-/// invocation with `null` or an error whose `errorType` is the error's kind.
+/// invocation with `null` or an error whose `errorType` is the error's kind; a check event gets
+/// the preflight's report.
 ///
 /// A function binary's whole `main` (see the crate documentation for an engine):
 ///
@@ -133,10 +181,8 @@ pub async fn run<E: Engine>(engine: Result<E, Error>) -> Result<(), lambda_runti
     );
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = Deadline::from_runtime_ms(event.context.deadline);
-        rotor
-            .handle_json(&event.payload, deadline)
-            .await
-            .map(|_| Value::Null)
+        let caller = Some(event.context.invoked_function_arn.as_str()).filter(|arn| !arn.is_empty());
+        rotor.invoke(&event.payload, deadline, caller).await
     }))
     .await
 }

@@ -33,6 +33,8 @@ pub struct SecretDescription {
     pub rotation_enabled: Option<bool>,
     /// `VersionIdsToStages`: each version id and its labels.
     pub versions: HashMap<String, Vec<String>>,
+    /// `RotationLambdaARN`: the function that rotates the secret, if one is set.
+    pub rotation_lambda_arn: Option<String>,
 }
 
 impl SecretDescription {
@@ -217,6 +219,7 @@ impl SecretsStore for SecretsManager {
             Ok(SecretDescription {
                 rotation_enabled: out.rotation_enabled,
                 versions: out.version_ids_to_stages.unwrap_or_default(),
+                rotation_lambda_arn: out.rotation_lambda_arn,
             })
         })
     }

@@ -296,6 +296,16 @@ impl Database for Mysql {
         })
     }
 
+    fn describe(&self, session: &MySession) -> String {
+        format!(
+            "{}, account {}@{}, TLS {}",
+            session.version,
+            session.account.user,
+            session.account.host,
+            if session.tls { "yes" } else { "no" }
+        )
+    }
+
     async fn check(&self, session: &mut MySession, deadline: Deadline) -> Result<(), Error> {
         session.run("SELECT 1", "SELECT 1", deadline).await
     }

@@ -236,6 +236,10 @@ impl Database for Postgres {
         Ok(PgSession { client, tls: true })
     }
 
+    fn describe(&self, session: &PgSession) -> String {
+        format!("TLS {}", if session.tls { "yes" } else { "no" })
+    }
+
     async fn check(&self, session: &mut PgSession, deadline: Deadline) -> Result<(), Error> {
         Self::batch(session, "SELECT 1", "SELECT 1", deadline).await
     }

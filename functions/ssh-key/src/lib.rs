@@ -24,7 +24,7 @@ use russh::keys::ssh_key::private::{Ed25519Keypair, KeypairData};
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::{Algorithm, PrivateKey, PublicKey};
 use secret_rotor::zeroize::Zeroizing;
-use secret_rotor::{Context, Deadline, Engine, Error, ErrorKind, SecretJson, SecretString};
+use secret_rotor::{Context, Deadline, Engine, Error, ErrorKind, Report, SecretJson, SecretString};
 use sha2::{Digest, Sha256};
 
 use crate::hosts::{parse_fleet, Host};
@@ -425,6 +425,37 @@ impl Engine for SshKeyEngine {
             "new key authorized on every host"
         );
         Ok(())
+    }
+
+    /// setSecret's first phase, run alone: every host reached with the current key (host key
+    /// matched against its pins), its `authorized_keys` read by the function's own command, and
+    /// the current key's line one that a new key can copy — nothing written.
+    async fn preflight(&self, ctx: &Context<'_, Self>, report: &mut Report) {
+        let Some(current) = report.record("AWSCURRENT parses", ctx.current().await, |c| {
+            format!("user {}, {} hosts", c.username, c.fleet.len())
+        }) else {
+            return;
+        };
+        let deadline = ctx.deadline();
+        let hosts = self
+            .on_every_host(
+                every_host(&current.fleet),
+                "checking every host with the current key",
+                |host, ()| async move {
+                    let mut remote = current.login(host, &current.key, deadline).await?;
+                    let read = read_authorized_keys(&mut remote, deadline).await;
+                    remote.close().await;
+                    authorized_keys::current_options(&read?, &current.public_key)
+                        .map(drop)
+                        .map_err(|refused| Error::target(refused.to_string()))
+                },
+            )
+            .await;
+        report.record(
+            "every host: pinned host key, AWSCURRENT logs in, authorized_keys editable",
+            hosts,
+            |hosts| format!("{} hosts", hosts.len()),
+        );
     }
 
     async fn test_pending(&self, ctx: &Context<'_, Self>) -> Result<(), Error> {
