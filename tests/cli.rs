@@ -190,12 +190,16 @@ async fn check_logs_in_for_every_engine_and_changes_nothing() {
     let before = labels(&client, &arn).await;
     let (code, out) = rotor_json(&["check", &arn, "--engine", "postgres"]);
     assert_eq!(code, 0, "{out}");
-    assert_eq!(out["current_login"]["details"], json!("TLS yes"), "{out}");
+    assert_eq!(
+        check_named(&out, "AWSCURRENT logs in")["detail"],
+        json!("TLS yes"),
+        "{out}"
+    );
     assert_eq!(labels(&client, &arn).await, before, "nothing written");
     let (bad, _) = pg_secret(&server, "wrong-Password-1").await;
     let (code, out) = rotor_json(&["check", &bad, "--engine", "postgres"]);
     assert_eq!(code, 1, "{out}");
-    assert_eq!(out["current_login"]["ok"], json!(false));
+    assert_eq!(check_named(&out, "AWSCURRENT logs in")["ok"], json!(false));
 
     let db = MariaDb::new();
     let user = format!("cli_{}", random_hex(4));
@@ -228,14 +232,15 @@ async fn check_logs_in_for_every_engine_and_changes_nothing() {
         "alternating-users",
     ]);
     assert_eq!(code, 0, "{out}");
+    let logins = check_named(&out, "AWSCURRENT logs in, then the master (as setSecret does)");
     assert!(
-        out["current_login"]["details"]
+        logins["detail"]
             .as_str()
             .unwrap()
-            .starts_with("MariaDB 10.11"),
+            .starts_with("master: MariaDB 10.11"),
         "{out}"
     );
-    assert_eq!(out["master_login"]["ok"], json!(true), "{out}");
+    assert_eq!(logins["ok"], json!(true), "{out}");
     assert!(
         out["plan"].as_str().unwrap().contains(&format!("{user}_clone")),
         "{out}"
@@ -243,6 +248,9 @@ async fn check_logs_in_for_every_engine_and_changes_nothing() {
 
     let hosts = SshHost::both();
     let (private, public) = keygen("cli check");
+    for host in &hosts {
+        host.set_authorized_keys(&format!("{public}\n"), 0o600);
+    }
     let ssh_arn = create_secret(
         &client,
         "cli-ssh",
@@ -254,12 +262,111 @@ async fn check_logs_in_for_every_engine_and_changes_nothing() {
     .await;
     let (code, out) = rotor_json(&["check", &ssh_arn, "--engine", "ssh-key"]);
     assert_eq!(code, 1, "the second host's pin is wrong: {out}");
-    let hosts_out = out["hosts"].as_array().unwrap();
+    let hosts_check = check_named(
+        &out,
+        "every host: pinned host key, AWSCURRENT logs in, authorized_keys editable",
+    );
+    let detail = hosts_check["detail"].as_str().unwrap();
     assert!(
-        hosts_out[1]["error"]
-            .as_str()
-            .unwrap()
-            .contains("matches none of its pinned keys"),
+        detail.contains(&format!("[{}]", hosts[1].address))
+            && detail.contains("matches none of its pinned keys"),
+        "{out}"
+    );
+    assert!(!detail.contains(&format!("[{}]", hosts[0].address)), "{out}");
+}
+
+/// The check of `name` in a `rotor check --json` answer.
+fn check_named<'a>(out: &'a Value, name: &str) -> &'a Value {
+    out["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["check"] == json!(name)))
+        .unwrap_or_else(|| panic!("no check {name:?} in {out}"))
+}
+
+/// `rotor check` follows the function's own order, by the engine's own code: when AWSCURRENT
+/// does not log in, the master is never contacted; a master on another server is refused before
+/// any login with it.
+#[tokio::test]
+async fn check_never_uses_the_master_before_the_secret_proves_itself() {
+    let server = PgServer::named("pg17");
+    let client = secrets_manager_client().await;
+    let fixture = rotor_tests::fixtures::postgres(&server, "127.0.0.1", json!({})).await;
+    let open = std::sync::Arc::new(rotor_tests::net::OpenConnections::default());
+    let relay = rotor_tests::net::Relay::start(server.port, std::time::Duration::ZERO, open.clone()).await;
+    // The master reached only through the counting relay (another port: another server).
+    let master_arn = fixture.master_arn.clone().unwrap();
+    let mut master = value_at(&client, &master_arn, "AWSCURRENT").await;
+    master["port"] = json!(relay.port);
+    let master_arn = create_secret(&client, "cli-master-relay", &master.to_string()).await;
+    let mut value = value_at(&client, &fixture.arn, "AWSCURRENT").await;
+    value["masterarn"] = json!(master_arn);
+    let same_server = create_secret(&client, "cli-other-server", &value.to_string()).await;
+    value["password"] = json!("wrong-Password-1");
+    let refused = create_secret(&client, "cli-refused", &value.to_string()).await;
+    let name = "AWSCURRENT logs in, then the master (as setSecret does)";
+    for (arn, expected) in [
+        (&refused, "the master secret was not used"),
+        (&same_server, "the rotated secret for 127.0.0.1"),
+    ] {
+        let (code, out) = rotor_json(&[
+            "check",
+            arn,
+            "--engine",
+            "postgres",
+            "--strategy",
+            "alternating-users",
+        ]);
+        assert_eq!(code, 1, "{out}");
+        let detail = check_named(&out, name)["detail"].as_str().unwrap().to_owned();
+        assert!(detail.contains(expected), "{out}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(open.total(), 0, "the master was never contacted");
+}
+
+/// `rotor check --function NAME --local`: the check runs inside the function, through the local
+/// Invoke API, for a secret that function rotates.
+#[tokio::test]
+async fn check_runs_inside_the_function_through_the_invoke_api() {
+    let server = PgServer::named("pg17");
+    let ca = stack_setting("ROTOR_TLS_CA").expect("CA");
+    let function = LambdaFunction::start("postgres", &[("DATABASE_CA_BUNDLE", &ca)]);
+    let client = secrets_manager_client().await;
+    let (arn, _) = pg_secret(&server, "initial-Password-1").await;
+    let endpoint = function.invoke_endpoint.clone();
+    // Another function's secret first: refused, naming this function's ARN.
+    let args = [
+        "check",
+        &arn,
+        "--function",
+        "postgres",
+        "--local",
+        "--invoke-endpoint",
+        &endpoint,
+    ];
+    let (code, _, stderr) = rotor(&args);
+    assert_eq!(code, 2, "{stderr}");
+    let own_arn = stderr
+        .split("not by this function (")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("the refusal names the function: {stderr}"))
+        .to_owned();
+    let token = new_token();
+    let _ = client
+        .rotate_secret()
+        .secret_id(&arn)
+        .client_request_token(&token)
+        .rotation_lambda_arn(&own_arn)
+        .send()
+        .await;
+    end_rotation(&client, &arn, &token).await;
+    let (code, out) = rotor_json(&args);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out["function"], json!("postgres"));
+    assert_eq!(
+        check_named(&out, "AWSCURRENT logs in")["detail"],
+        json!("TLS yes"),
         "{out}"
     );
 }

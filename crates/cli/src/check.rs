@@ -5,15 +5,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client;
-use rotor_database::tls::TlsMode;
 use rotor_database::{Database, DatabaseEngine, DatabaseSecret, Strategy, UserPair};
-use rotor_mysql::{MySession, Mysql};
+use rotor_mysql::Mysql;
 use rotor_postgres::tls::TlsConfigs;
-use rotor_postgres::{PgSession, Postgres};
+use rotor_postgres::Postgres;
 use rotor_ssh_key::{SshKeyEngine, SshSecret};
-use secret_rotor::{Deadline, Engine, SecretString};
+use secret_rotor::{Deadline, Engine, Passwords, SecretString, SecretsManager};
 use serde_json::json;
 
+use crate::invoke::{InvokeClient, InvokeError};
 use crate::output::Output;
 use crate::{CliError, Exit};
 
@@ -39,6 +39,8 @@ pub struct CheckArgs {
     pub strategy: Strategy,
     /// Extra CA bundle, as the function's `DATABASE_CA_BUNDLE`.
     pub ca_bundle: Option<PathBuf>,
+    /// Run the check inside this deployed function instead of here.
+    pub function: Option<FunctionTarget>,
 }
 
 impl EngineKind {
@@ -69,36 +71,9 @@ fn mysql(ca_bundle: Option<&Path>, strategy: Strategy) -> DatabaseEngine<Mysql> 
     DatabaseEngine::new(Mysql::new(ca_bundle.map(Path::to_owned), None), strategy)
 }
 
-fn yes_no(yes: bool) -> &'static str {
-    if yes {
-        "yes"
-    } else {
-        "no"
-    }
-}
-
-fn postgres_details(session: &PgSession) -> String {
-    format!("TLS {}", yes_no(session.tls))
-}
-
-fn mysql_details(session: &MySession) -> String {
-    format!(
-        "{}, account {}@{}, TLS {}",
-        session.version,
-        session.account.user,
-        session.account.host,
-        yes_no(session.tls)
-    )
-}
-
-async fn login_database<D: Database>(
-    db: &D,
-    secret: &DatabaseSecret,
-    deadline: Deadline,
-    describe: fn(&D::Session) -> String,
-) -> Login {
+async fn login_database<D: Database>(db: &D, secret: &DatabaseSecret, deadline: Deadline) -> Login {
     match db.login(secret, deadline).await {
-        Ok(session) => Ok(describe(&session)),
+        Ok(session) => Ok(db.describe(&session)),
         Err(err) => Err(err.to_string()),
     }
 }
@@ -129,12 +104,12 @@ pub async fn login(
         EngineKind::Postgres => {
             let engine = postgres(ca_bundle, Strategy::SingleUser);
             let secret = engine.parse(value).map_err(|e| e.to_string())?;
-            login_database(engine.database(), &secret, deadline, postgres_details).await
+            login_database(engine.database(), &secret, deadline).await
         }
         EngineKind::Mysql => {
             let engine = mysql(ca_bundle, Strategy::SingleUser);
             let secret = engine.parse(value).map_err(|e| e.to_string())?;
-            login_database(engine.database(), &secret, deadline, mysql_details).await
+            login_database(engine.database(), &secret, deadline).await
         }
         EngineKind::SshKey => {
             let engine = SshKeyEngine::from_env().map_err(|e| e.to_string())?;
@@ -171,124 +146,164 @@ async fn read(client: &Client, secret: &str) -> Result<SecretString, CliError> {
     read_at(client, secret, "AWSCURRENT").await
 }
 
-/// Runs the command.
+/// Runs the command: the engine's own preflight (the checks the deployed function runs for a
+/// check event, in the rotation's order), here, or — with `--function` — inside the deployed
+/// function, through the Invoke API.
 pub async fn check(client: &Client, args: &CheckArgs, out: &mut Output) -> Result<Exit, CliError> {
     let deadline = Deadline::after(Duration::from_secs(30));
-    let value = read(client, &args.secret).await?;
     out.set("secret", json!(args.secret));
-    match args.engine {
-        EngineKind::Postgres => {
-            let engine = postgres(args.ca_bundle.as_deref(), args.strategy);
-            check_database(client, &engine, &value, deadline, out, postgres_details).await
+    let report = match &args.function {
+        Some(function) => {
+            out.set("function", json!(function.name));
+            invoke_check(function, &args.secret).await?
         }
-        EngineKind::Mysql => {
-            let engine = mysql(args.ca_bundle.as_deref(), args.strategy);
-            check_database(client, &engine, &value, deadline, out, mysql_details).await
-        }
-        EngineKind::SshKey => check_ssh(&value, deadline, out).await,
-    }
-}
-
-async fn check_database<D: Database>(
-    client: &Client,
-    engine: &DatabaseEngine<D>,
-    value: &SecretString,
-    deadline: Deadline,
-    out: &mut Output,
-    describe: fn(&D::Session) -> String,
-) -> Result<Exit, CliError> {
-    let secret = engine.parse(value)?;
-    let mode = TlsMode::from_secret(secret.doc())?;
-    out.say(format!(
-        "secret     valid for {} ({}:{}, user {}, TLS mode {mode:?})",
-        engine.name(),
-        secret.host,
-        secret.port,
-        secret.username
-    ));
-    out.set("engine", json!(engine.name()));
-    out.set("tls_mode", json!(format!("{mode:?}")));
-    let mut ok = true;
-    match login_database(engine.database(), &secret, deadline, describe).await {
-        Ok(details) => {
-            out.say(format!("AWSCURRENT logs in: {details}"));
-            out.set("current_login", json!({"ok": true, "details": details}));
-        }
-        Err(err) => {
-            ok = false;
-            out.say(format!("AWSCURRENT does NOT log in: {err}"));
-            out.set("current_login", json!({"ok": false, "error": err}));
-        }
-    }
-    let plan = match engine.strategy() {
-        Strategy::SingleUser => format!(
-            "set a new password for {} (the user changes its own)",
-            secret.username
-        ),
-        Strategy::AlternatingUsers => {
-            let pair = UserPair::of(&secret.username);
-            let next = pair.other(&secret.username).to_owned();
-            let masterarn = secret.masterarn()?.to_owned();
-            let master = DatabaseSecret::parse_master(
-                &read(client, &masterarn).await?,
-                engine.database().default_port(),
-            )?;
-            match login_database(engine.database(), &master, deadline, describe).await {
-                Ok(details) if master.same_server(&secret) => {
-                    out.say(format!("master {} logs in: {details}", master.username));
-                    out.set("master_login", json!({"ok": true, "details": details}));
+        None => {
+            let store = SecretsManager::new(client.clone());
+            match args.engine {
+                EngineKind::Postgres => {
+                    let engine = postgres(args.ca_bundle.as_deref(), args.strategy);
+                    run_preflight(&engine, &store, &args.secret, deadline).await?
                 }
-                Ok(_) => {
-                    ok = false;
-                    out.say("master secret is for another server");
-                    out.set("master_login", json!({"ok": false, "error": "another server"}));
+                EngineKind::Mysql => {
+                    let engine = mysql(args.ca_bundle.as_deref(), args.strategy);
+                    run_preflight(&engine, &store, &args.secret, deadline).await?
                 }
-                Err(err) => {
-                    ok = false;
-                    out.say(format!("master does NOT log in: {err}"));
-                    out.set("master_login", json!({"ok": false, "error": err}));
+                EngineKind::SshKey => {
+                    let engine = SshKeyEngine::from_env()?;
+                    run_preflight(&engine, &store, &args.secret, deadline).await?
                 }
             }
-            format!("give {next} a new password (created with {}'s privileges if missing), then make it AWSCURRENT", pair.original)
         }
     };
-    out.say(format!("a rotation would: {plan}"));
-    out.set("plan", json!(plan));
+    let ok = report["ok"].as_bool().unwrap_or(false);
+    for check in report["checks"].as_array().into_iter().flatten() {
+        out.say(format!(
+            "{} {}: {}",
+            if check["ok"].as_bool() == Some(true) {
+                "ok  "
+            } else {
+                "FAIL"
+            },
+            check["check"].as_str().unwrap_or_default(),
+            check["detail"].as_str().unwrap_or_default()
+        ));
+    }
+    out.set("ok", json!(ok));
+    out.set("checks", report["checks"].clone());
+    if args.function.is_none() {
+        if let Some(plan) = plan(client, args).await? {
+            out.say(format!("a rotation would: {plan}"));
+            out.set("plan", json!(plan));
+        }
+    }
     Ok(if ok { Exit::Ok } else { Exit::Failed })
 }
 
-async fn check_ssh(value: &SecretString, deadline: Deadline, out: &mut Output) -> Result<Exit, CliError> {
-    let engine = SshKeyEngine::from_env()?;
-    let secret = engine.parse(value)?;
-    out.say(format!(
-        "secret     valid for ssh-key (user {}, {} hosts)",
-        secret.username,
-        secret.fleet.len()
-    ));
-    let mut ok = true;
-    for (host, result) in login_hosts(&secret, deadline).await {
-        match result {
-            Ok(()) => {
-                out.say(format!("  {host}: host key matches its pin, AWSCURRENT logs in"));
-                out.push("hosts", json!({"host": host, "ok": true}));
-            }
-            Err(err) => {
-                ok = false;
-                out.say(format!("  {host}: {err}"));
-                out.push("hosts", json!({"host": host, "ok": false, "error": err}));
+/// Where `--function` runs the check.
+#[derive(Debug, Clone)]
+pub struct FunctionTarget {
+    /// The function's name (or ARN).
+    pub name: String,
+    /// A local Invoke API (`--local`), else AWS Lambda's.
+    pub local_endpoint: Option<String>,
+    /// The AWS configuration, for Lambda's Invoke API.
+    pub shared: Option<aws_config::SdkConfig>,
+}
+
+async fn run_preflight<E: Engine>(
+    engine: &E,
+    store: &SecretsManager,
+    secret: &str,
+    deadline: Deadline,
+) -> Result<serde_json::Value, CliError> {
+    let passwords = Passwords::from_lookup(|_| None, engine.default_excluded_characters())?;
+    let report = secret_rotor::preflight(engine, store, &passwords, secret, None, deadline).await?;
+    Ok(report.to_json())
+}
+
+/// The check event, answered by the deployed function.
+async fn invoke_check(function: &FunctionTarget, secret: &str) -> Result<serde_json::Value, CliError> {
+    let payload = json!({ secret_rotor::CHECK_EVENT_KEY: { "SecretId": secret } });
+    match (&function.local_endpoint, &function.shared) {
+        (Some(endpoint), _) => {
+            let invoker = InvokeClient::new(endpoint).map_err(CliError::usage)?;
+            invoker
+                .invoke(&function.name, &payload, Duration::from_secs(60))
+                .await
+                .map_err(|e| match e {
+                    InvokeError::Function { .. } => CliError::usage(format!("{}: {e}", function.name)),
+                    InvokeError::Unreachable(_) => CliError::transient(e.to_string()),
+                })
+        }
+        (None, Some(shared)) => {
+            let lambda = aws_sdk_lambda::Client::new(shared);
+            let answer = lambda
+                .invoke()
+                .function_name(&function.name)
+                .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
+                .send()
+                .await
+                .map_err(|e| CliError::from_sdk("Invoke", e))?;
+            let body = answer.payload.map(|p| p.into_inner()).unwrap_or_default();
+            let value =
+                crate::invoke::parse_response(&body).map_err(|e| CliError::transient(e.to_string()))?;
+            match answer.function_error {
+                Some(_) => Err(CliError::usage(format!(
+                    "{}: {}: {}",
+                    function.name,
+                    value["errorType"].as_str().unwrap_or("error"),
+                    value["errorMessage"].as_str().unwrap_or_default()
+                ))),
+                None => Ok(value),
             }
         }
+        (None, None) => Err(CliError::usage(
+            "--function needs --local or an AWS configuration",
+        )),
     }
-    let plan = format!(
-        "add a new ed25519 key to {} hosts, test it, then remove the current one{}",
-        secret.fleet.len(),
-        if engine.keep_previous {
-            " at the next rotation (grace)"
-        } else {
-            ""
+}
+
+/// What a rotation would do, from `AWSCURRENT` (no login).
+async fn plan(client: &Client, args: &CheckArgs) -> Result<Option<String>, CliError> {
+    let Ok(value) = read(client, &args.secret).await else {
+        return Ok(None);
+    };
+    Ok(Some(match args.engine {
+        EngineKind::SshKey => {
+            let engine = SshKeyEngine::from_env()?;
+            let Ok(secret) = engine.parse(&value) else {
+                return Ok(None);
+            };
+            format!(
+                "add a new ed25519 key to {} hosts, test it, then remove the current one{}",
+                secret.fleet.len(),
+                if engine.keep_previous {
+                    " at the next rotation (grace)"
+                } else {
+                    ""
+                }
+            )
         }
-    );
-    out.say(format!("a rotation would: {plan}"));
-    out.set("plan", json!(plan));
-    Ok(if ok { Exit::Ok } else { Exit::Failed })
+        EngineKind::Postgres | EngineKind::Mysql => {
+            let parsed = match args.engine {
+                EngineKind::Postgres => postgres(None, args.strategy).parse(&value),
+                _ => mysql(None, args.strategy).parse(&value),
+            };
+            let Ok(secret) = parsed else { return Ok(None) };
+            match args.strategy {
+                Strategy::SingleUser => format!(
+                    "set a new password for {} (the user changes its own)",
+                    secret.username
+                ),
+                Strategy::AlternatingUsers => {
+                    let pair = UserPair::of(&secret.username);
+                    format!(
+                        "give {} a new password (created with {}'s privileges if missing), then make it AWSCURRENT",
+                        pair.other(&secret.username),
+                        pair.original
+                    )
+                }
+            }
+        }
+    }))
 }

@@ -13,6 +13,7 @@
 pub mod check;
 pub mod invoke;
 pub mod output;
+pub mod report;
 pub mod rotate;
 pub mod status;
 

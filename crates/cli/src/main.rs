@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use rotor_cli::check::{check, CheckArgs, EngineKind};
+use rotor_cli::check::{check, CheckArgs, EngineKind, FunctionTarget};
 use rotor_cli::output::Output;
+use rotor_cli::report::{report, ReportArgs};
 use rotor_cli::rotate::{rotate, RotateArgs};
 use rotor_cli::status::{status, StatusArgs};
 use rotor_cli::{secrets_manager, CliError, Exit};
@@ -67,19 +68,49 @@ enum Command {
         #[arg(long, env = "DATABASE_CA_BUNDLE")]
         ca_bundle: Option<PathBuf>,
     },
-    /// Preflight: parse the secret, log in with AWSCURRENT (and the master), change nothing.
+    /// Preflight: the engine's own checks (parse, TLS, logins with AWSCURRENT and the master or
+    /// every SSH host, in the rotation's order), changing nothing; here, or inside the deployed
+    /// function with --function.
     Check {
         /// Secret name or ARN.
         secret: String,
-        /// The function the secret belongs to.
-        #[arg(long, value_enum)]
-        engine: EngineArg,
+        /// The function the secret belongs to (which checks run here).
+        #[arg(long, value_enum, required_unless_present = "function")]
+        engine: Option<EngineArg>,
         /// Its strategy (databases).
         #[arg(long, value_enum, default_value = "single-user")]
         strategy: StrategyArg,
         /// Extra CA bundle (PEM), as the function's DATABASE_CA_BUNDLE.
         #[arg(long, env = "DATABASE_CA_BUNDLE")]
         ca_bundle: Option<PathBuf>,
+        /// Run the checks inside this deployed function (the Lambda Invoke API), from its network.
+        #[arg(long)]
+        function: Option<String>,
+        /// With --function: a local Invoke API instead of AWS Lambda's.
+        #[arg(long, requires = "function")]
+        local: bool,
+        /// The local Invoke API.
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9000")]
+        invoke_endpoint: String,
+    },
+    /// Many secrets at once: rotation enabled, function, last and next rotation, a stuck rotation
+    /// (since when), and with --logs the last failed step from the functions' logs.
+    Report {
+        /// Secret names or ARNs (or select them with --tag).
+        secrets: Vec<String>,
+        /// Report every secret carrying this tag exactly (KEY=VALUE; repeat: all of them).
+        #[arg(long, value_name = "KEY=VALUE")]
+        tag: Vec<String>,
+        /// Also read each rotation function's log group (/aws/lambda/NAME) for the last failed
+        /// step (CloudWatch Logs FilterLogEvents calls).
+        #[arg(long)]
+        logs: bool,
+        /// How many days back --logs reads.
+        #[arg(long, value_name = "DAYS", default_value_t = 30)]
+        logs_days: u32,
+        /// ListSecrets page size (tests).
+        #[arg(long, hide = true, default_value_t = 100)]
+        page_size: i32,
     },
 }
 
@@ -166,17 +197,42 @@ async fn run(cli: Cli, out: &mut Output) -> Result<Exit, CliError> {
             engine,
             strategy,
             ca_bundle,
+            function,
+            local,
+            invoke_endpoint,
         } => {
             let args = CheckArgs {
                 secret,
-                engine: engine.into(),
+                engine: engine.map_or(EngineKind::Postgres, EngineKind::from),
                 strategy: match strategy {
                     StrategyArg::SingleUser => Strategy::SingleUser,
                     StrategyArg::AlternatingUsers => Strategy::AlternatingUsers,
                 },
                 ca_bundle,
+                function: function.map(|name| FunctionTarget {
+                    name,
+                    local_endpoint: local.then_some(invoke_endpoint),
+                    shared: (!local).then(|| shared.clone()),
+                }),
             };
             check(&client, &args, out).await
+        }
+        Command::Report {
+            secrets,
+            tag,
+            logs,
+            logs_days,
+            page_size,
+        } => {
+            let logs_client = logs.then(|| aws_sdk_cloudwatchlogs::Client::new(&shared));
+            let args = ReportArgs {
+                secrets,
+                tags: tag,
+                logs,
+                logs_days,
+                page_size,
+            };
+            report(&client, logs_client.as_ref(), &args, out).await
         }
     }
 }
