@@ -2,49 +2,13 @@
 //! `rotate --local` through a function behind the Invoke API, `status` on a healthy and on a
 //! stuck secret, `check` for every engine, `--json` and the exit codes.
 
-use std::process::Command;
-
-use rotor_tests::lambda::{workspace_root, LambdaFunction};
+use rotor_tests::cli::{rotor, rotor_json};
+use rotor_tests::lambda::LambdaFunction;
 use rotor_tests::mariadb_server::MariaDb;
 use rotor_tests::postgres_server::{ident, PgServer};
 use rotor_tests::ssh_hosts::{keygen, ssh_user, SshHost};
 use rotor_tests::*;
 use serde_json::{json, Value};
-
-/// Runs `rotor ARGS` against the stack's Secrets Manager: (exit code, stdout, stderr).
-fn rotor(args: &[&str]) -> (i32, String, String) {
-    let binary = workspace_root().join("target/debug/rotor");
-    assert!(
-        binary.exists(),
-        "no rotor binary: run `cargo build --workspace --bins`"
-    );
-    let out = Command::new(binary)
-        .args(args)
-        .env(
-            "AWS_ENDPOINT_URL",
-            stack_setting("AWS_ENDPOINT_URL").expect("stack"),
-        )
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("DATABASE_CA_BUNDLE", stack_setting("ROTOR_TLS_CA").expect("CA"))
-        .output()
-        .expect("rotor runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn rotor_json(args: &[&str]) -> (i32, Value) {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let (code, stdout, stderr) = rotor(&all);
-    let value =
-        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout} {stderr}"));
-    (code, value)
-}
 
 /// A PostgreSQL role and its secret on PostgreSQL 15.
 async fn pg_secret(server: &PgServer, password: &str) -> (String, String) {

@@ -8,54 +8,19 @@
 //! RotateSecret that cannot invoke a function: neither date's value is asserted.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use aws_sdk_secretsmanager::types::Tag;
 use aws_sdk_secretsmanager::Client;
-use rotor_tests::lambda::workspace_root;
+use rotor_tests::cli::{rotor, rotor_json};
 use rotor_tests::memory_engine::MemoryEngine;
 use rotor_tests::*;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TAG_KEY: &str = "rotor-report";
-
-/// Runs `rotor ARGS` against the stack (Secrets Manager and CloudWatch Logs on moto).
-fn rotor(args: &[&str]) -> (i32, String, String) {
-    let binary = workspace_root().join("target/debug/rotor");
-    assert!(
-        binary.exists(),
-        "no rotor binary: run `cargo build -p rotor-cli --bins`"
-    );
-    let out = Command::new(binary)
-        .args(args)
-        .env(
-            "AWS_ENDPOINT_URL",
-            stack_setting("AWS_ENDPOINT_URL").expect("stack"),
-        )
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .output()
-        .expect("rotor runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn rotor_json(args: &[&str]) -> (i32, Value) {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let (code, stdout, stderr) = rotor(&all);
-    let value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {stdout} {stderr}"));
-    (code, value)
-}
 
 /// The report's secrets by name.
 fn by_name(report: &Value) -> BTreeMap<String, Value> {

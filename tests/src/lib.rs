@@ -6,6 +6,7 @@
 //! Every suite runs against the real servers that `scripts/stack up` starts; a suite that cannot
 //! reach them fails with a message saying so, never silently passes.
 
+pub mod cli;
 pub mod emf;
 pub mod fixtures;
 pub mod lambda;

@@ -379,15 +379,7 @@ struct Described {
 
 impl Described {
     fn new(d: DescribeSecretOutput, id: &str) -> Self {
-        let schedule = d.rotation_rules.as_ref().map(|r| {
-            r.schedule_expression
-                .clone()
-                .or_else(|| {
-                    r.automatically_after_days
-                        .map(|days| format!("every {days} days"))
-                })
-                .unwrap_or_default()
-        });
+        let schedule = d.rotation_rules.as_ref().map(crate::status::schedule_of);
         Self {
             arn: d.arn.clone().unwrap_or_else(|| id.to_owned()),
             name: d.name.clone().unwrap_or_else(|| id.to_owned()),

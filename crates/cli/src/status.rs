@@ -235,15 +235,7 @@ pub async fn status(client: &Client, args: &StatusArgs, out: &mut Output) -> Res
                 .ok()
         })
     };
-    let schedule = d.rotation_rules.as_ref().map(|r| {
-        r.schedule_expression
-            .clone()
-            .or_else(|| {
-                r.automatically_after_days
-                    .map(|days| format!("every {days} days"))
-            })
-            .unwrap_or_default()
-    });
+    let schedule = d.rotation_rules.as_ref().map(schedule_of);
     out.say(format!("secret     {arn}"));
     out.say(format!(
         "rotation   {}",
@@ -335,4 +327,17 @@ pub async fn status(client: &Client, args: &StatusArgs, out: &mut Output) -> Res
     } else {
         Ok(Exit::Attention)
     }
+}
+
+/// A rotation schedule as people read it: its expression, else `every N days`.
+pub fn schedule_of(rules: &aws_sdk_secretsmanager::types::RotationRulesType) -> String {
+    rules
+        .schedule_expression
+        .clone()
+        .or_else(|| {
+            rules
+                .automatically_after_days
+                .map(|days| format!("every {days} days"))
+        })
+        .unwrap_or_default()
 }
