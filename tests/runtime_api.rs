@@ -416,3 +416,23 @@ async fn the_function_answers_a_check_event_for_the_secrets_it_rotates() {
     );
     assert_eq!(labels(&client, &unreachable).await.len(), 1, "nothing written");
 }
+
+/// The binaries behind the Runtime API are the functions as shipped: no crash point compiled in
+/// (the test crate's `failpoints` feature must not reach them through feature unification).
+#[test]
+fn the_function_binaries_under_test_carry_no_failpoint() {
+    for binary in ["postgres", "mysql", "ssh-key", "example-redis"] {
+        let path = rotor_tests::lambda::workspace_root()
+            .join("target/debug")
+            .join(binary);
+        let bytes = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}: run scripts/build-bins", path.display()));
+        // The armed crash points' code (its symbol names): absent without the feature. (A point's
+        // name may stay in a debug binary either way, as the argument of the inlined no-op.)
+        let marker: &[u8] = b"failpoint5armed";
+        assert!(
+            !bytes.windows(marker.len()).any(|w| w == marker),
+            "{binary} was built with failpoints: build it with scripts/build-bins"
+        );
+    }
+}

@@ -7,14 +7,11 @@ use serde_json::Value;
 use crate::lambda::workspace_root;
 use crate::stack_setting;
 
-/// Runs `rotor ARGS` (built by `cargo build --workspace --bins`) with the stack's endpoint,
+/// Runs `rotor ARGS` (built by `scripts/build-bins`) with the stack's endpoint,
 /// region, dummy credentials and CA: its exit code, stdout and stderr.
 pub fn rotor(args: &[&str]) -> (i32, String, String) {
     let binary = workspace_root().join("target/debug/rotor");
-    assert!(
-        binary.exists(),
-        "no rotor binary: run `cargo build --workspace --bins`"
-    );
+    assert!(binary.exists(), "no rotor binary: run `scripts/build-bins`");
     let out = Command::new(binary)
         .args(args)
         .env(

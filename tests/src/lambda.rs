@@ -58,7 +58,7 @@ impl LambdaFunction {
         let executable = root.join("target/debug").join(binary);
         assert!(
             executable.exists(),
-            "no {binary} binary: run `cargo build --workspace --bins` (scripts/test does)"
+            "no {binary} binary: run `scripts/build-bins` (scripts/test does)"
         );
         let port = free_port();
         let tag = random_hex(4);
