@@ -1,16 +1,18 @@
 //! The SSH key rotation engine: an ed25519 key pair, pushed to every host of a fleet.
 //!
 //! createSecret makes a new key pair whose comment marks it as managed by this function for this
-//! secret and version ([`authorized_keys::managed_comment`]). setSecret logs in to every host with
-//! the current key — the host key must match its pin ([`hosts`]) — and adds the new public key to
-//! the user's `authorized_keys`: idempotently, atomically (written beside, checked unchanged, then
-//! renamed, mode kept), and only after every host has been reached, so an unknown host key or an
-//! unreachable host changes nothing anywhere. testSecret logs in with the new key everywhere and
-//! checks a command's exit status. After the labels move, the finish hook removes the superseded
-//! key from every host (also when finishSecret is retried), or keeps it until the next rotation
-//! with `SSH_KEEP_PREVIOUS_KEY`. Hosts are handled concurrently (`SSH_MAX_CONCURRENCY`), each
-//! connect and command bounded by the invocation's deadline; failures come back as one report
-//! naming each host.
+//! secret and version ([`authorized_keys::managed_comment`]). setSecret first reads every host with
+//! the current key — the host key must match one of its pins ([`hosts`]) — and plans its edit:
+//! the new key with exactly the current key's options, the current line marked as managed. Only
+//! when every host was reached and planned does it edit, each host on a session of its own: the
+//! new `authorized_keys` is written beside the old one, checked to have arrived whole (length and
+//! SHA-256) and the old one unchanged, then renamed over it, mode kept — a cut connection or a
+//! killed process leaves the old file or the new one. testSecret logs in with the new key
+//! everywhere and checks a command's exit status. After the labels move, the finish hook removes
+//! the superseded key from every host (also when finishSecret is retried), or keeps it until the
+//! next rotation with `SSH_KEEP_PREVIOUS_KEY`. At most `SSH_MAX_CONCURRENCY` sessions are open at
+//! once, each connect and command bounded by the invocation's deadline, and no edit starts too
+//! close to it (a retry continues); failures come back as one report naming each host.
 
 pub mod authorized_keys;
 pub mod hosts;
