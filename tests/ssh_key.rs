@@ -698,12 +698,11 @@ async fn a_key_on_several_lines_or_under_a_forced_command_changes_nothing_on_any
 async fn host_keys_pasted_from_ssh_keyscan_and_other_forms_of_several_pins() {
     let _turn = HOSTS.lock().await;
     let hosts = SshHost::both();
-    let scanned: Vec<String> = hosts.iter().flat_map(SshHost::keyscan).collect();
+    let mut scanned: Vec<String> = hosts.iter().flat_map(SshHost::keyscan).collect();
     assert!(scanned.len() >= 6, "three host keys each: {scanned:?}");
-    assert!(
-        !scanned[0].contains("ssh-ed25519"),
-        "ssh-keyscan lists ed25519 after another type: {scanned:?}"
-    );
+    // ssh-keyscan prints the keys as the answers arrive, often RSA or ECDSA first: put ed25519 last,
+    // the order that once made a host refused.
+    scanned.sort_by_key(|line| line.contains("ssh-ed25519"));
     let bare_fingerprint = hosts[0]
         .fingerprint_line("ecdsa")
         .split_whitespace()
