@@ -316,15 +316,7 @@ async fn check_runs_inside_the_function_through_the_invoke_api() {
         .and_then(|rest| rest.split(')').next())
         .unwrap_or_else(|| panic!("the refusal names the function: {stderr}"))
         .to_owned();
-    let token = new_token();
-    let _ = client
-        .rotate_secret()
-        .secret_id(&arn)
-        .client_request_token(&token)
-        .rotation_lambda_arn(&own_arn)
-        .send()
-        .await;
-    end_rotation(&client, &arn, &token).await;
+    set_rotation_function(&client, &arn, &own_arn).await;
     let (code, out) = rotor_json(&args);
     assert_eq!(code, 0, "{out}");
     assert_eq!(out["function"], json!("postgres"));

@@ -312,25 +312,6 @@ async fn a_failed_rotation_is_a_cloudwatch_metric_extracted_from_its_log_line() 
     }
 }
 
-/// Points the secret's rotation at `function_arn` (RotateSecret, as the service records it), and
-/// leaves no rotation in progress.
-async fn set_rotation_function(client: &Client, arn: &str, function_arn: &str) {
-    let token = new_token();
-    let _ = client
-        .rotate_secret()
-        .secret_id(arn)
-        .client_request_token(&token)
-        .rotation_lambda_arn(function_arn)
-        .rotation_rules(
-            aws_sdk_secretsmanager::types::RotationRulesType::builder()
-                .automatically_after_days(30)
-                .build(),
-        )
-        .send()
-        .await;
-    end_rotation(client, arn, &token).await;
-}
-
 /// The preflight from inside the deployed function: a check event names a secret, the function
 /// runs the engine's own checks from its own network and answers a report with no secret in it;
 /// an unreachable database is a failed check; a secret of another function is refused.

@@ -156,6 +156,21 @@ pub async fn end_rotation(client: &Client, secret_arn: &str, token: &str) {
         .expect("UpdateSecretVersionStage removing AWSPENDING");
 }
 
+/// Points the secret's rotation at `function_arn` (RotateSecret, as the service records it), and
+/// leaves no rotation in progress.
+pub async fn set_rotation_function(client: &Client, arn: &str, function_arn: &str) {
+    let token = new_token();
+    let _ = client
+        .rotate_secret()
+        .secret_id(arn)
+        .client_request_token(&token)
+        .rotation_lambda_arn(function_arn)
+        .rotation_rules(RotationRulesType::builder().automatically_after_days(30).build())
+        .send()
+        .await;
+    end_rotation(client, arn, &token).await;
+}
+
 /// Each version id and its labels (versions without labels omitted), sorted for stable output.
 pub async fn labels(client: &Client, secret_arn: &str) -> BTreeMap<String, Vec<String>> {
     let out = client
