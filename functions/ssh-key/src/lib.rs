@@ -263,6 +263,15 @@ impl SshSecret {
         Remote::connect(host, &self.username, key, deadline).await
     }
 
+    /// Logs in to `host` with this secret's own key, reads `authorized_keys` through the
+    /// function's own command, and logs out.
+    async fn read_authorized_keys_on(&self, host: &Host, deadline: Deadline) -> Result<String, Error> {
+        let mut remote = self.login(host, &self.key, deadline).await?;
+        let read = read_authorized_keys(&mut remote, deadline).await;
+        remote.close().await;
+        read
+    }
+
     /// Logs in to `host` with this secret's own key (host key checked against its pin) and
     /// logs out: a preflight that changes nothing.
     pub async fn check_login(&self, host: &Host, deadline: Deadline) -> Result<(), Error> {
@@ -384,10 +393,7 @@ impl Engine for SshKeyEngine {
                 every_host(&current.fleet),
                 "checking every host with the current key (nothing changed on any host)",
                 |host, ()| async move {
-                    let mut remote = current.login(host, &current.key, deadline).await?;
-                    let read = read_authorized_keys(&mut remote, deadline).await;
-                    remote.close().await;
-                    let read = read?;
+                    let read = current.read_authorized_keys_on(host, deadline).await?;
                     let planned = authorized_keys::with_key_beside(
                         &read,
                         prefix,
@@ -444,10 +450,8 @@ impl Engine for SshKeyEngine {
                 every_host(&current.fleet),
                 "checking every host with the current key",
                 |host, ()| async move {
-                    let mut remote = current.login(host, &current.key, deadline).await?;
-                    let read = read_authorized_keys(&mut remote, deadline).await;
-                    remote.close().await;
-                    authorized_keys::current_options(&read?, &current.public_key)
+                    let read = current.read_authorized_keys_on(host, deadline).await?;
+                    authorized_keys::current_options(&read, &current.public_key)
                         .map(drop)
                         .map_err(|refused| Error::target(refused.to_string()))
                 },
