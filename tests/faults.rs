@@ -57,12 +57,7 @@ async fn database_refusing_or_hanging_during_set_fails_within_the_deadline_then_
     let (arn, _) = pg_secret(&server, switch.port).await;
     let client = secrets_manager_client().await;
     let rotor = pg_rotor(Recording::new(client.clone()));
-    let token = new_token();
-    start_rotation(&client, &arn, &token).await;
-    rotor
-        .handle(&event(Step::CreateSecret, &arn, &token), deadline())
-        .await
-        .expect("createSecret");
+    let token = begin_rotation(&rotor, &client, &arn).await;
 
     // The database stops: refused connections.
     switch.stop();

@@ -509,7 +509,7 @@ async fn string_literals_round_trip_through_the_server_in_both_sql_modes() {
 }
 
 /// Name, driver (trust roots), host, port, secret keys, expected: encrypted or error text.
-type TlsCase<'a> = (&'a str, &'a Mysql, &'a str, u16, Value, Result<bool, &'a str>);
+type TlsCase<'a> = tls_matrix::Case<'a, Mysql>;
 
 #[tokio::test]
 async fn case19_tls_matrix() {
@@ -526,7 +526,7 @@ async fn case19_tls_matrix() {
     let port = db.port;
     let (ip, wrong_name) = ("127.0.0.1", "127.0.0.2");
     let (tls, plain) = (true, false);
-    let cases: Vec<TlsCase> = vec![
+    let mut cases: Vec<TlsCase> = vec![
         ("default, trusted CA", &trusted, ip, port, json!({}), Ok(tls)),
         (
             "default, wrong CA: no downgrade",
@@ -543,38 +543,6 @@ async fn case19_tls_matrix() {
             port,
             json!({}),
             Err("TLS failed"),
-        ),
-        (
-            "default, server without TLS: no downgrade",
-            &trusted,
-            ip,
-            no_tls_port,
-            json!({}),
-            Err("set `\"sslmode\": \"disable\"`"),
-        ),
-        (
-            "sslmode prefer, server without TLS: no downgrade",
-            &trusted,
-            ip,
-            no_tls_port,
-            json!({"sslmode": "prefer"}),
-            Err("does not offer TLS, and this secret requires it"),
-        ),
-        (
-            "ssl false, server without TLS",
-            &trusted,
-            ip,
-            no_tls_port,
-            json!({"ssl": false}),
-            Ok(plain),
-        ),
-        (
-            "sslmode disable, server without TLS",
-            &trusted,
-            ip,
-            no_tls_port,
-            json!({"sslmode": "disable"}),
-            Ok(plain),
         ),
         ("ssl true", &trusted, ip, port, json!({"ssl": true}), Ok(tls)),
         (
@@ -660,6 +628,7 @@ async fn case19_tls_matrix() {
             Err("key `sslmode` must be"),
         ),
     ];
+    cases.extend(tls_matrix::without_tls(&trusted, ip, no_tls_port));
     for (name, driver, host, port, keys, expected) in cases {
         let outcome =
             tls_matrix::login(driver, "mariadb", (host, port), (&user, INITIAL), keys, |s| s.tls).await;

@@ -530,7 +530,7 @@ async fn case14_passwords_with_every_allowed_character_work() {
 }
 
 /// Name, driver (trust roots), host, port, secret keys, expected: encrypted or error text.
-type TlsCase<'a> = (&'a str, &'a Postgres, &'a str, u16, Value, Result<bool, &'a str>);
+type TlsCase<'a> = tls_matrix::Case<'a, Postgres>;
 
 /// A man in the middle that declines TLS and asks for the password in clear gets nothing under
 /// the default, not even the user name; only an explicit `sslmode: disable` talks to it.
@@ -596,7 +596,7 @@ async fn case19_tls_matrix() {
         let wrong_name = "127.0.0.2"; // served, but not in the certificate
         let tls = true;
         let plain = false;
-        let cases: Vec<TlsCase> = vec![
+        let mut cases: Vec<TlsCase> = vec![
             ("default, trusted CA", &trusted, ip, port, json!({}), Ok(tls)),
             (
                 "default, wrong CA: no downgrade",
@@ -613,38 +613,6 @@ async fn case19_tls_matrix() {
                 port,
                 json!({}),
                 Err("TLS failed"),
-            ),
-            (
-                "default, server without TLS: no downgrade",
-                &trusted,
-                ip,
-                no_tls_port,
-                json!({}),
-                Err("set `\"sslmode\": \"disable\"`"),
-            ),
-            (
-                "sslmode prefer, server without TLS: no downgrade",
-                &trusted,
-                ip,
-                no_tls_port,
-                json!({"sslmode": "prefer"}),
-                Err("does not offer TLS, and this secret requires it"),
-            ),
-            (
-                "ssl false, server without TLS",
-                &trusted,
-                ip,
-                no_tls_port,
-                json!({"ssl": false}),
-                Ok(plain),
-            ),
-            (
-                "sslmode disable, server without TLS",
-                &trusted,
-                ip,
-                no_tls_port,
-                json!({"sslmode": "disable"}),
-                Ok(plain),
             ),
             (
                 "unrecognised ssl value = default",
@@ -761,6 +729,7 @@ async fn case19_tls_matrix() {
                 Err("key `sslmode` must be"),
             ),
         ];
+        cases.extend(tls_matrix::without_tls(&trusted, ip, no_tls_port));
         for (name, driver, host, port, keys, expected) in cases {
             let outcome = tls_matrix::login(driver, "postgres", (host, port), (&user, INITIAL), keys, |s| {
                 s.tls
@@ -898,12 +867,7 @@ async fn a_server_hanging_in_the_clone_transaction_fails_the_step_within_its_dea
                        "password": INITIAL, "masterarn": master_arn});
     let arn = create_secret(&client, "pg-stalled", &value.to_string()).await;
     let rotor = pg_rotor(Strategy::AlternatingUsers, Recording::new(client.clone()));
-    let token = new_token();
-    start_rotation(&client, &arn, &token).await;
-    rotor
-        .handle(&event(Step::CreateSecret, &arn, &token), deadline())
-        .await
-        .expect("createSecret");
+    let token = begin_rotation(&rotor, &client, &arn).await;
     let started = std::time::Instant::now();
     let result = tokio::time::timeout(
         std::time::Duration::from_secs(20),

@@ -866,12 +866,7 @@ async fn a_fleet_is_handled_with_bounded_sessions_and_retries_keep_progress() {
         ..SshKeyEngine::default()
     };
     let rotor = ssh_rotor(&client, engine);
-    let token = new_token();
-    start_rotation(&client, &arn, &token).await;
-    rotor
-        .handle(&event(Step::CreateSecret, &arn, &token), deadline())
-        .await
-        .expect("createSecret");
+    let token = begin_rotation(&rotor, &client, &arn).await;
     let pending = value_at(&client, &arn, "AWSPENDING").await;
     let new_data = pending["public_key"]
         .as_str()

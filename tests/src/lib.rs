@@ -406,6 +406,18 @@ pub fn rotor<E: Engine>(engine: E, store: Recording) -> Rotor<E> {
     Rotor::with_passwords(Ok(engine), store, passwords)
 }
 
+/// Starts a rotation of `secret_arn` (as the service does) and runs createSecret through
+/// `rotor`; the rotation's token.
+pub async fn begin_rotation<E: Engine>(rotor: &Rotor<E>, client: &Client, secret_arn: &str) -> String {
+    let token = new_token();
+    start_rotation(client, secret_arn, &token).await;
+    rotor
+        .handle(&event(Step::CreateSecret, secret_arn, &token), deadline())
+        .await
+        .expect("createSecret");
+    token
+}
+
 /// Plays one whole rotation the way Secrets Manager does: start it, run the four steps, clear
 /// `AWSPENDING`. Returns the first failing step's error.
 pub async fn rotate_fully<E: Engine>(

@@ -41,3 +41,46 @@ pub fn check(name: &str, expected: Result<bool, &str>, outcome: Result<bool, Err
         (expected, outcome) => panic!("{name}: expected {expected:?}, got {outcome:?}"),
     }
 }
+
+/// One case of a suite's matrix: name, driver (trust roots), host, port, secret keys, expected
+/// (`Ok(encrypted)` or `Err(text the error must contain)`).
+pub type Case<'a, D> = (&'a str, &'a D, &'a str, u16, Value, Result<bool, &'a str>);
+
+/// The cases every engine shares for a server that offers no TLS (`port` declines it): no
+/// downgrade under the default or `prefer`; plaintext only when the secret says so.
+pub fn without_tls<'a, D>(driver: &'a D, host: &'a str, port: u16) -> Vec<Case<'a, D>> {
+    vec![
+        (
+            "default, server without TLS: no downgrade",
+            driver,
+            host,
+            port,
+            json!({}),
+            Err("set `\"sslmode\": \"disable\"`"),
+        ),
+        (
+            "sslmode prefer, server without TLS: no downgrade",
+            driver,
+            host,
+            port,
+            json!({"sslmode": "prefer"}),
+            Err("does not offer TLS, and this secret requires it"),
+        ),
+        (
+            "ssl false, server without TLS",
+            driver,
+            host,
+            port,
+            json!({"ssl": false}),
+            Ok(false),
+        ),
+        (
+            "sslmode disable, server without TLS",
+            driver,
+            host,
+            port,
+            json!({"sslmode": "disable"}),
+            Ok(false),
+        ),
+    ]
+}

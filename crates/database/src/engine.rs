@@ -43,6 +43,20 @@ impl<D: Database> DatabaseEngine<D> {
         }
     }
 
+    /// The pending username, checked against the engine's rules when it is a new one (the
+    /// alternate's name may be too long for the server).
+    fn checked_pending_username<'a>(
+        &self,
+        current: &'a DatabaseSecret,
+        pair: &'a UserPair,
+    ) -> Result<&'a str, Error> {
+        let username = self.pending_username(current, pair);
+        if username != current.username {
+            self.db.check_new_username(current, username)?;
+        }
+        Ok(username)
+    }
+
     /// Single user: a session as the user, with current credentials or else `AWSPREVIOUS`'s
     /// (which heals a database restored from a snapshot taken before the last rotation).
     async fn login_current_or_previous(
@@ -154,10 +168,7 @@ impl<D: Database> Engine for DatabaseEngine<D> {
     async fn create_pending(&self, ctx: &Context<'_, Self>) -> Result<DatabaseSecret, Error> {
         let current = ctx.current().await?;
         let pair = UserPair::of(&current.username);
-        let username = self.pending_username(current, &pair);
-        if username != current.username {
-            self.db.check_new_username(current, username)?;
-        }
+        let username = self.checked_pending_username(current, &pair)?;
         Ok(current.with_credentials(username, ctx.new_password().await?))
     }
 
@@ -206,13 +217,8 @@ impl<D: Database> Engine for DatabaseEngine<D> {
             return;
         };
         let pair = UserPair::of(&current.username);
-        let next = self.pending_username(current, &pair);
-        let named = if next == current.username {
-            Ok(())
-        } else {
-            self.db.check_new_username(current, next)
-        };
-        report.record("the next user name", named, |_| next.to_owned());
+        let next = self.checked_pending_username(current, &pair);
+        report.record("the next user name", next, |next| (*next).to_owned());
         match self.strategy {
             Strategy::SingleUser => {
                 let login = self.db.login(current, ctx.deadline()).await;

@@ -180,7 +180,7 @@ pub fn subscriber<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let json = format()
+    let json = format::Format::default()
         .json()
         .flatten_event(true)
         .with_current_span(false)
@@ -192,10 +192,6 @@ where
         .with_writer(writer)
         .with_filter(filter.and(filter::filter_fn(safe_to_log)));
     Registry::default().with(layer)
-}
-
-fn format() -> format::Format {
-    format::Format::default()
 }
 
 /// Installs the subscriber on stdout (what Lambda sends to CloudWatch), with the step metrics of

@@ -366,17 +366,19 @@ impl Database for Mysql {
             user: pending.username.clone(),
             host: host.clone(),
         };
-        // The function sets passwords with the master's privileges: never an administrator's
-        // (or the master's own), which whoever can read the rotated secret would then hold.
-        let target_is_superuser = if pair.is_clone(&pending.username) {
+        // The clone's own account, if it exists (read once: guard and sync both need it).
+        let existing = if pair.is_clone(&pending.username) {
             master
                 .accounts(&target.user, deadline)
                 .await?
-                .iter()
-                .any(|account| account.host == target.host && account.superuser)
+                .into_iter()
+                .find(|account| account.host == target.host)
         } else {
-            false
+            None
         };
+        // The function sets passwords with the master's privileges: never an administrator's
+        // (or the master's own), which whoever can read the rotated secret would then hold.
+        let target_is_superuser = existing.as_ref().is_some_and(|account| account.superuser);
         if *superuser || target_is_superuser || target == master.account {
             return Err(Error::invalid_secret(format!(
                 "user {} is an administrator (SUPER) or the master's own account: alternating users \
@@ -393,11 +395,6 @@ impl Database for Mysql {
             let sql = statements.user_password(&target, plugin, &pending.password)?;
             return master.run(&sql, "setting the password", deadline).await;
         }
-        let existing = master
-            .accounts(&target.user, deadline)
-            .await?
-            .into_iter()
-            .find(|account| account.host == target.host);
         let desired_lines = master.show_grants(Some(&original), deadline).await?;
         let desired = grants_of(desired_lines.iter().map(String::as_str), &original);
         let actual = match &existing {

@@ -79,6 +79,19 @@ impl Postgres {
         what: &str,
         deadline: Deadline,
     ) -> Result<bool, Error> {
+        Ok(Self::query_row_bool(session, sql, params, what, deadline)
+            .await?
+            .unwrap_or(false))
+    }
+
+    /// The first column of the one row `sql` returns, as a bool; `None` when there is no row.
+    async fn query_row_bool(
+        session: &PgSession,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        what: &str,
+        deadline: Deadline,
+    ) -> Result<Option<bool>, Error> {
         secret_rotor::failpoint!("postgres.query.before");
         let value = deadline
             .run(what, async {
@@ -87,9 +100,7 @@ impl Postgres {
                     .query_opt(sql, params)
                     .await
                     .map_err(|e| statement_error(what, &e))?;
-                Ok(row
-                    .map(|row| row.try_get::<_, bool>(0).unwrap_or(true))
-                    .unwrap_or(false))
+                Ok(row.map(|row| row.try_get::<_, bool>(0).unwrap_or(true)))
             })
             .await?;
         secret_rotor::failpoint!("postgres.query.after");
@@ -261,27 +272,19 @@ impl Database for Postgres {
         pending: &DatabaseSecret,
         deadline: Deadline,
     ) -> Result<(), Error> {
-        let role_exists = "SELECT true FROM pg_roles WHERE rolname = $1";
-        let exists = Self::query_bool(
+        // One lookup: whether the role exists, and whether it is a superuser.
+        let superuser = Self::query_row_bool(
             master,
-            role_exists,
+            "SELECT rolsuper FROM pg_roles WHERE rolname = $1",
             &[&pending.username],
             "looking up the role",
             deadline,
         )
         .await?;
+        let exists = superuser.is_some();
         // The function sets passwords with the master's privileges: never a superuser's, which
         // whoever can read the rotated secret would then hold.
-        if exists
-            && Self::query_bool(
-                master,
-                "SELECT rolsuper FROM pg_roles WHERE rolname = $1",
-                &[&pending.username],
-                "checking the role's attributes",
-                deadline,
-            )
-            .await?
-        {
+        if superuser == Some(true) {
             return Err(Error::invalid_secret(format!(
                 "role {} is a superuser: alternating users will not set a superuser's password through \
                  the master (rotate it with the single-user strategy, from its own secret)",
