@@ -295,20 +295,35 @@ impl Relay {
         open: std::sync::Arc<OpenConnections>,
     ) -> Relay {
         use std::sync::atomic::Ordering::SeqCst;
+        use tokio::io::AsyncWriteExt;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("address").port();
         let task = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
                 let open = open.clone();
                 tokio::spawn(async move {
                     open.total.fetch_add(1, SeqCst);
                     let now = open.now.fetch_add(1, SeqCst) + 1;
                     open.peak.fetch_max(now, SeqCst);
                     tokio::time::sleep(delay).await;
-                    if let Ok(mut server) = TcpStream::connect(("127.0.0.1", target)).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                    open.now.fetch_sub(1, SeqCst);
+                    let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await else {
+                        open.now.fetch_sub(1, SeqCst);
+                        return;
+                    };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    // Counted open until the client's side ends: what the function holds, not how
+                    // long the server takes to answer the close.
+                    let up = async {
+                        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                        open.now.fetch_sub(1, SeqCst);
+                        let _ = server_write.shutdown().await;
+                    };
+                    let down = async {
+                        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                        let _ = client_write.shutdown().await;
+                    };
+                    tokio::join!(up, down);
                 });
             }
         });

@@ -14,6 +14,8 @@ use crate::hosts::Host;
 
 /// The longest a single connect may take, whatever the invocation's deadline.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long closing a session waits for its connection to end.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Accepts the server only if its key matches one of the host's pins; remembers what it saw.
 struct PinnedHostKey {
@@ -95,6 +97,12 @@ impl Remote {
             })
             .await?;
         if !auth.success() {
+            Self {
+                handle,
+                host: host.to_string(),
+            }
+            .close()
+            .await;
             return Err(Error::target(format!(
                 "{host}: user {user} was refused with this key"
             )));
@@ -189,11 +197,14 @@ impl Remote {
         }
     }
 
-    /// Closes the session politely.
-    pub async fn close(self) {
+    /// Closes the session politely and waits (briefly) for its connection to close.
+    pub async fn close(mut self) {
         let _ = self
             .handle
             .disconnect(russh::Disconnect::ByApplication, "", "en")
             .await;
+        // The session's own task holds the socket after `disconnect` returns: waiting for the
+        // task to end makes the bound on concurrent sessions a bound on open connections too.
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, &mut self.handle).await;
     }
 }
