@@ -450,3 +450,88 @@ async fn both_password_sources_honour_the_policy() {
     }
     assert!(checked >= 100, "only {checked} combinations checked");
 }
+
+/// The values a process keeps between steps: two rotations interleaved step by step in one
+/// process each read their own secret's values (never the other's), a step that fails forgets
+/// what was kept so its retry reads afresh, a cold process reads what it needs, and nothing is
+/// kept once a rotation finished.
+#[tokio::test]
+async fn kept_values_never_cross_secrets_and_retries_and_cold_processes_read_afresh() {
+    let client = secrets_manager_client().await;
+    let engine = MemoryEngine::default();
+    engine.target.add_user("app", "initial-Password-1");
+    engine.target.add_user("other", "other-Password-1");
+    let first = create_secret(&client, "kept-a", &secret_value("initial-Password-1").to_string()).await;
+    let mut other_value = secret_value("other-Password-1");
+    other_value["username"] = json!("other");
+    let second = create_secret(&client, "kept-b", &other_value.to_string()).await;
+    let store = Recording::new(client.clone());
+    let calls = store.calls();
+    let rotor = rotor(engine.clone(), store);
+    let (token_a, token_b) = (new_token(), new_token());
+    start_rotation(&client, &first, &token_a).await;
+    start_rotation(&client, &second, &token_b).await;
+    for step in [Step::CreateSecret, Step::SetSecret] {
+        for (arn, token) in [(&first, &token_a), (&second, &token_b)] {
+            rotor
+                .handle(&event(step, arn, token), deadline())
+                .await
+                .expect("step");
+        }
+    }
+    let from = calls_so_far(&calls);
+    // testSecret fails once for the first secret: what was kept of it is dropped.
+    engine.target.failing_tests.store(1, Ordering::SeqCst);
+    let failed = rotor
+        .handle(&event(Step::TestSecret, &first, &token_a), deadline())
+        .await;
+    assert!(failed.is_err(), "the forced failure");
+    for (arn, token) in [(&first, &token_a), (&second, &token_b)] {
+        rotor
+            .handle(&event(Step::TestSecret, arn, token), deadline())
+            .await
+            .expect("testSecret");
+    }
+    let read_again: Vec<String> = calls.lock().unwrap()[from..]
+        .iter()
+        .filter(|(op, _)| *op == "GetSecretValue")
+        .map(|(_, id)| id.clone())
+        .collect();
+    assert_eq!(
+        read_again,
+        vec![first.clone()],
+        "only the retry after the failure reads (the pending value of its own secret)"
+    );
+    // A cold process (a new rotor) reads what finishSecret needs; the warm one finishes the other.
+    let cold = rotor_tests::rotor(engine.clone(), Recording::new(client.clone()));
+    cold.handle(&event(Step::FinishSecret, &first, &token_a), deadline())
+        .await
+        .expect("finish in a cold process");
+    rotor
+        .handle(&event(Step::FinishSecret, &second, &token_b), deadline())
+        .await
+        .expect("finish");
+    end_rotation(&client, &first, &token_a).await;
+    end_rotation(&client, &second, &token_b).await;
+    for (arn, user) in [(&first, "app"), (&second, "other")] {
+        let current = value_at(&client, arn, "AWSCURRENT").await;
+        assert_eq!(current["username"], json!(user), "each secret kept its own user");
+        assert!(engine
+            .target
+            .logs_in(user, current["password"].as_str().expect("password")));
+    }
+    assert!(cold.cache().is_empty(), "the cold process finished: nothing kept");
+    assert!(
+        rotor.cache().get(&second, &token_b).is_none(),
+        "the warm process finished the second rotation: nothing of it kept"
+    );
+    // The first rotation finished elsewhere: what the warm process still holds of it is right
+    // (a version's value never changes) and goes when idle.
+    assert_eq!(
+        rotor
+            .cache()
+            .get(&first, &token_a)
+            .map(|v| serde_json::from_str::<Value>(v.expose()).expect("JSON")["password"].clone()),
+        Some(json!(value_at(&client, &first, "AWSCURRENT").await["password"]))
+    );
+}

@@ -78,9 +78,20 @@ async fn example_engine_rotates_a_redis_acl_user_twice() {
     let mut previous = "initial-Password-1".to_owned();
     for _ in 0..2 {
         let token = new_token();
+        let from = calls_so_far(&store.calls());
         rotate_fully(&rotor, &client, &arn, &token)
             .await
             .expect("rotation");
+        // The contract's minimum on the rotated secret in one process (the master is read
+        // besides): setSecret, testSecret and the finish hook read none of its versions.
+        let expected: std::collections::BTreeMap<&str, usize> = [
+            ("DescribeSecret", 4),
+            ("GetSecretValue", 2),
+            ("PutSecretValue", 1),
+            ("UpdateSecretVersionStage", 1),
+        ]
+        .into();
+        assert_eq!(operations_on_since(&store.calls(), Some(&arn), from), expected);
         let current = current_password(&client, &arn, "AWSCURRENT").await;
         assert_ne!(current, previous);
         assert!(logs_in(&app, &current), "AWSCURRENT logs in");

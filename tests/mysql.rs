@@ -4,6 +4,7 @@
 //! application's view after every rotation. (No MySQL server is installable here: the MySQL
 //! 5.7/8/9 statements are unit-tested in `functions/mysql/src/sql.rs`.)
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use aws_sdk_secretsmanager::Client;
@@ -164,6 +165,50 @@ async fn single_user_rotates_twice_keeping_plugin_and_no_password_in_the_log() {
         assert!(
             log.contains(&format!("SET PASSWORD = '{}'", &*hash)),
             "the hash was sent instead"
+        );
+    }
+}
+
+/// A rotation whose four steps run in one process makes the contract's minimum of Secrets
+/// Manager calls, and single user makes no login the server refuses; alternating users keep one,
+/// the contract's probe of the pending credentials.
+#[tokio::test]
+async fn one_process_rotates_with_the_minimum_of_calls_and_no_needless_refused_login() {
+    for strategy in [Strategy::SingleUser, Strategy::AlternatingUsers] {
+        let user = format!("app_{}", random_hex(4));
+        let clone = format!("{user}_clone");
+        let case = match strategy {
+            Strategy::SingleUser => Case::single(&user, json!({})).await,
+            Strategy::AlternatingUsers => Case::alternating(&user, json!({})).await,
+        };
+        // The first rotation of alternating users creates the clone; measure the second.
+        case.rotate().await.unwrap();
+        let from = calls_so_far(&case.store.calls());
+        let refused = case.db.refused_logins(&[&user, &clone]);
+        case.rotate().await.unwrap();
+        let master_read = usize::from(strategy == Strategy::AlternatingUsers);
+        let expected: BTreeMap<&str, usize> = [
+            ("DescribeSecret", 4),
+            ("GetRandomPassword", 1),
+            ("GetSecretValue", 2 + master_read),
+            ("PutSecretValue", 1),
+            ("UpdateSecretVersionStage", 1),
+        ]
+        .into();
+        assert_eq!(
+            operations_since(&case.store.calls(), from),
+            expected,
+            "{strategy}"
+        );
+        assert_eq!(
+            case.db.refused_logins(&[&user, &clone]) - refused,
+            master_read,
+            "{strategy}: refused logins in one rotation"
+        );
+        assert!(case.logs_in("AWSCURRENT").await);
+        assert!(
+            case.rotor.cache().is_empty(),
+            "nothing kept once the rotation finished"
         );
     }
 }

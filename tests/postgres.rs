@@ -2,6 +2,7 @@
 //! with the stack's CA, every statement logged) and the real Secrets Manager API. Contract §8
 //! cases 8–14 and 19, and the application's view after every rotation.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use aws_sdk_secretsmanager::Client;
@@ -355,6 +356,55 @@ async fn case09_set_again_when_pending_logs_in_changes_nothing() {
             stored,
             "{strategy}: no DDL on a retried setSecret"
         );
+    }
+}
+
+/// A rotation whose four steps run in one process makes the contract's minimum of Secrets
+/// Manager calls (setSecret and testSecret read nothing: the values createSecret read and wrote
+/// are kept), and single user makes no login the server refuses. Alternating users keep one:
+/// the contract's probe of the pending credentials (README, "Secrets Manager calls and logins").
+#[tokio::test]
+async fn one_process_rotates_with_the_minimum_of_calls_and_no_needless_refused_login() {
+    for server in PgServer::all() {
+        for strategy in [Strategy::SingleUser, Strategy::AlternatingUsers] {
+            let user = format!("app_{}", random_hex(4));
+            let clone = format!("{user}_clone");
+            let case = match strategy {
+                Strategy::SingleUser => Case::single(&server, &user, json!({})).await,
+                Strategy::AlternatingUsers => Case::alternating(&server, &user, true).await,
+            };
+            // The first rotation of alternating users creates the clone; measure the second.
+            case.rotate().await.unwrap();
+            let from = calls_so_far(&case.store.calls());
+            let refused = server.refused_logins(&[&user, &clone]);
+            case.rotate().await.unwrap();
+            let master_read = usize::from(strategy == Strategy::AlternatingUsers);
+            let expected: BTreeMap<&str, usize> = [
+                ("DescribeSecret", 4),
+                ("GetRandomPassword", 1),
+                ("GetSecretValue", 2 + master_read),
+                ("PutSecretValue", 1),
+                ("UpdateSecretVersionStage", 1),
+            ]
+            .into();
+            assert_eq!(
+                operations_since(&case.store.calls(), from),
+                expected,
+                "{} {strategy}",
+                server.name
+            );
+            assert_eq!(
+                server.refused_logins(&[&user, &clone]) - refused,
+                master_read,
+                "{} {strategy}: refused logins in one rotation",
+                server.name
+            );
+            assert!(case.logs_in("AWSCURRENT").await);
+            assert!(
+                case.rotor.cache().is_empty(),
+                "nothing kept once the rotation finished"
+            );
+        }
     }
 }
 

@@ -25,6 +25,7 @@ struct Fleet {
     arn: String,
     hosts: [SshHost; 2],
     rotor: Rotor<SshKeyEngine>,
+    calls: CallLog,
     initial_private: String,
 }
 
@@ -57,16 +58,15 @@ impl Fleet {
         let client = secrets_manager_client().await;
         let value = secret_value(&private, &public, addresses, pins);
         let arn = create_secret(&client, "ssh", &value.to_string()).await;
-        let rotor = Rotor::with_passwords(
-            Ok(engine),
-            Recording::new(client.clone()),
-            Passwords::from_lookup(|_| None, ""),
-        );
+        let store = Recording::new(client.clone());
+        let calls = store.calls();
+        let rotor = Rotor::with_passwords(Ok(engine), store, Passwords::from_lookup(|_| None, ""));
         Fleet {
             client,
             arn,
             hosts,
             rotor,
+            calls,
             initial_private: private,
         }
     }
@@ -98,10 +98,25 @@ async fn rotates_twice_across_both_hosts_keeping_foreign_keys_and_mode() {
     let fleet = Fleet::new(SshKeyEngine::default(), None).await;
     let mut previous = fleet.initial_private.clone();
     for rotation in 1..=2 {
+        let from = calls_so_far(&fleet.calls);
         let token = fleet
             .rotate()
             .await
             .unwrap_or_else(|(step, e)| panic!("rotation {rotation}: {step}: {e}"));
+        // The contract's minimum in one process: setSecret, testSecret and the finish hook read
+        // nothing (the values createSecret read and wrote are kept).
+        let expected: std::collections::BTreeMap<&str, usize> = [
+            ("DescribeSecret", 4),
+            ("GetSecretValue", 2),
+            ("PutSecretValue", 1),
+            ("UpdateSecretVersionStage", 1),
+        ]
+        .into();
+        assert_eq!(
+            operations_since(&fleet.calls, from),
+            expected,
+            "rotation {rotation}"
+        );
         let current = fleet.key_at("AWSCURRENT").await;
         assert!(current.contains("OPENSSH PRIVATE KEY"));
         let public = value_at(&fleet.client, &fleet.arn, "AWSCURRENT").await["public_key"]

@@ -292,6 +292,31 @@ impl Recording {
     }
 }
 
+/// The calls of a log from entry `from` on, by operation (`DescribeSecret` 4, …).
+pub fn operations_since(calls: &CallLog, from: usize) -> BTreeMap<&'static str, usize> {
+    operations_on_since(calls, None, from)
+}
+
+/// The calls about `secret_id` (every secret: `None`) from entry `from` on, by operation.
+pub fn operations_on_since(
+    calls: &CallLog,
+    secret_id: Option<&str>,
+    from: usize,
+) -> BTreeMap<&'static str, usize> {
+    let mut operations = BTreeMap::new();
+    for (operation, id) in calls.lock().expect("call log").iter().skip(from) {
+        if secret_id.is_none_or(|wanted| wanted == id) {
+            *operations.entry(*operation).or_insert(0) += 1;
+        }
+    }
+    operations
+}
+
+/// How many calls a log holds.
+pub fn calls_so_far(calls: &CallLog) -> usize {
+    calls.lock().expect("call log").len()
+}
+
 /// Counts the operations in a call log.
 pub fn count(calls: &CallLog, operation: &str) -> usize {
     calls

@@ -120,6 +120,16 @@ impl MariaDb {
     pub fn log(&self) -> String {
         String::from_utf8_lossy(&std::fs::read(&self.log).expect("general log")).into_owned()
     }
+
+    /// The logins the server refused so far to any of `users` (the general log's "Access
+    /// denied" connects).
+    pub fn refused_logins(&self, users: &[&str]) -> usize {
+        let log = self.log();
+        users
+            .iter()
+            .map(|user| log.matches(&format!("Access denied for user '{user}'@")).count())
+            .sum()
+    }
 }
 
 impl Default for MariaDb {

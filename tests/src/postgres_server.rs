@@ -120,6 +120,19 @@ impl PgServer {
     pub fn log(&self) -> String {
         String::from_utf8_lossy(&std::fs::read(&self.log).expect("server log")).into_owned()
     }
+
+    /// The logins the server refused so far to any of `users` (its "password authentication
+    /// failed" lines).
+    pub fn refused_logins(&self, users: &[&str]) -> usize {
+        let log = self.log();
+        users
+            .iter()
+            .map(|user| {
+                let line = format!("password authentication failed for user \"{user}\"");
+                log.matches(&line).count()
+            })
+            .sum()
+    }
 }
 
 /// Quotes an identifier for test set-up SQL.

@@ -57,17 +57,15 @@ impl<D: Database> DatabaseEngine<D> {
         Ok(username)
     }
 
-    /// Single user: a session as the user, with current credentials or else `AWSPREVIOUS`'s
-    /// (which heals a database restored from a snapshot taken before the last rotation).
-    async fn login_current_or_previous(
+    /// Single user: a session as the user with `AWSPREVIOUS`'s credentials, after current's
+    /// were refused with `current_error` (which heals a database restored from a snapshot taken
+    /// before the last rotation).
+    async fn login_previous(
         &self,
         ctx: &Context<'_, Self>,
         current: &DatabaseSecret,
+        current_error: Error,
     ) -> Result<D::Session, Error> {
-        let current_error = match self.db.login(current, ctx.deadline()).await {
-            Ok(session) => return Ok(session),
-            Err(e) => e,
-        };
         let previous = ctx
             .previous()
             .await?
@@ -172,32 +170,57 @@ impl<D: Database> Engine for DatabaseEngine<D> {
         Ok(current.with_credentials(username, ctx.new_password().await?))
     }
 
+    /// No refused login on the normal path (servers log them, and teams alert on them): single
+    /// user logs in with current first, which works on every first attempt, and tries pending
+    /// only when current is refused (a retry after the password was set: nothing to change).
+    /// Alternating users keep the contract's probe of the pending credentials first: only a
+    /// login can tell whether the other user already has the pending password, since a
+    /// least-privilege master can read neither PostgreSQL's `pg_authid` nor MySQL's `mysql.user`.
     async fn set_pending(&self, ctx: &Context<'_, Self>) -> Result<(), Error> {
         let pending = ctx.pending().await?;
-        if self.db.login(pending, ctx.deadline()).await.is_ok() {
-            tracing::info!(
-                secret_arn = ctx.secret_id(),
-                "pending credentials already log in: nothing to set"
-            );
-            return Ok(());
-        }
         let current = ctx.current().await?;
         let pair = UserPair::of(&current.username);
         let expected = self.pending_username(current, &pair);
+        // Before any login with the pending value: a pending secret naming another user or
+        // server is never tried, let alone set.
         if pending.username != expected || !pending.same_server(current) {
             return Err(Error::invalid_secret(format!(
                 "the pending secret is for user {} on {}:{}, expected user {expected} on {}:{}: refusing to change it",
                 pending.username, pending.host, pending.port, current.host, current.port
             )));
         }
+        let already = || {
+            tracing::info!(
+                secret_arn = ctx.secret_id(),
+                "pending credentials already log in: nothing to set"
+            );
+            Ok(())
+        };
         match self.strategy {
             Strategy::SingleUser => {
-                let mut session = self.login_current_or_previous(ctx, current).await?;
+                if pending.password.expose() == current.password.expose() {
+                    // A copy of current (a test-only rotation): nothing to change.
+                    return Ok(());
+                }
+                let mut session = match self.db.login(current, ctx.deadline()).await {
+                    Ok(session) => session,
+                    // Out of time: the other logins (same server) could not finish either.
+                    Err(timeout) if timeout.kind() == ErrorKind::Timeout => return Err(timeout),
+                    Err(current_error) => {
+                        if self.db.login(pending, ctx.deadline()).await.is_ok() {
+                            return already();
+                        }
+                        self.login_previous(ctx, current, current_error).await?
+                    }
+                };
                 self.db
                     .set_own_password(&mut session, pending, ctx.deadline())
                     .await
             }
             Strategy::AlternatingUsers => {
+                if self.db.login(pending, ctx.deadline()).await.is_ok() {
+                    return already();
+                }
                 let mut master = self.login_master(ctx, current).await?;
                 self.db
                     .set_user_password(&mut master, &pair, pending, ctx.deadline())

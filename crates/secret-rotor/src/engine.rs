@@ -8,6 +8,7 @@ use std::future::Future;
 
 use tokio::sync::OnceCell;
 
+use crate::cache::ValueCache;
 use crate::deadline::Deadline;
 use crate::error::Error;
 use crate::event::Step;
@@ -78,7 +79,8 @@ pub trait Engine: Sized + Send + Sync + 'static {
 }
 
 /// What an engine sees of one invocation: the secret's versions (read on first use, at most
-/// once), other secrets, the password generator and the deadline.
+/// once, by the version ids the preamble saw, and not at all when this process already holds
+/// them), other secrets, the password generator and the deadline.
 pub struct Context<'a, E: Engine> {
     engine: &'a E,
     store: &'a dyn SecretsStore,
@@ -90,9 +92,12 @@ pub struct Context<'a, E: Engine> {
     current: OnceCell<E::Secret>,
     pending: OnceCell<E::Secret>,
     previous: OnceCell<Option<E::Secret>>,
-    /// After finishSecret's move: the version ids of current and previous, read by id because
-    /// Secrets Manager does not promise that a label just moved reads back moved.
-    moved: Option<(String, Option<String>)>,
+    /// The version ids of current and previous (from the preamble, or after finishSecret's
+    /// move), read by id: Secrets Manager does not promise that a label just moved reads back
+    /// moved, and a value by id can be kept. `None`: read by label.
+    versions: Option<(String, Option<String>)>,
+    /// The process's values of this rotation's versions, and the secret's key in it (its ARN).
+    cache: Option<(&'a ValueCache, String)>,
 }
 
 impl<'a, E: Engine> Context<'a, E> {
@@ -116,14 +121,31 @@ impl<'a, E: Engine> Context<'a, E> {
             current: OnceCell::new(),
             pending: OnceCell::new(),
             previous: OnceCell::new(),
-            moved: None,
+            versions: None,
+            cache: None,
         }
     }
 
     /// From now on `current()` and `previous()` read these version ids, not the labels: the
     /// labels were just moved (or are known from the preamble), and a label read may be stale.
+    /// Values read before are forgotten.
     pub(crate) fn read_by_id(&mut self, current: &str, previous: Option<&str>) {
-        self.moved = Some((current.to_owned(), previous.map(str::to_owned)));
+        self.versions = Some((current.to_owned(), previous.map(str::to_owned)));
+        self.current = OnceCell::new();
+        self.previous = OnceCell::new();
+    }
+
+    /// Reads of this secret's versions by id go through `cache`, where the secret is `key` (its
+    /// ARN: never a name, which a new secret may take).
+    pub(crate) fn keep_values_in(&mut self, cache: &'a ValueCache, key: String) {
+        self.cache = Some((cache, key));
+    }
+
+    /// Keeps `value`, just written as version `version_id`, for the later steps.
+    pub(crate) fn wrote(&self, version_id: &str, value: &SecretString) {
+        if let Some((cache, key)) = &self.cache {
+            cache.put(key, version_id, value);
+        }
     }
 
     /// The secret being rotated (as given in the event).
@@ -150,7 +172,7 @@ impl<'a, E: Engine> Context<'a, E> {
     pub async fn current(&self) -> Result<&E::Secret, Error> {
         self.current
             .get_or_try_init(|| async {
-                let version = match &self.moved {
+                let version = match &self.versions {
                     Some((id, _)) => Version::Id(id),
                     None => Version::Stage(AWSCURRENT),
                 };
@@ -183,7 +205,7 @@ impl<'a, E: Engine> Context<'a, E> {
         let previous = self
             .previous
             .get_or_try_init(|| async {
-                let version = match &self.moved {
+                let version = match &self.versions {
                     Some((_, Some(id))) => Version::Id(id),
                     Some((_, None)) => return Ok(None),
                     None => Version::Stage(AWSPREVIOUS),
@@ -227,6 +249,16 @@ impl<'a, E: Engine> Context<'a, E> {
     }
 
     async fn read(&self, version: Version<'_>) -> Result<Option<SecretString>, Error> {
+        // Only reads by id: a label moves, a version's value never changes.
+        let cached = match (version, &self.cache) {
+            (Version::Id(id), Some((cache, key))) => Some((*cache, key.as_str(), id)),
+            _ => None,
+        };
+        if let Some((cache, key, id)) = cached {
+            if let Some(value) = cache.get(key, id) {
+                return Ok(Some(value));
+            }
+        }
         crate::failpoint!("secrets-manager.get-value.before");
         let value = self
             .deadline
@@ -236,6 +268,9 @@ impl<'a, E: Engine> Context<'a, E> {
             )
             .await?;
         crate::failpoint!("secrets-manager.get-value.after");
+        if let (Some((cache, key, id)), Some(value)) = (cached, &value) {
+            cache.put(key, id, value);
+        }
         Ok(value)
     }
 }

@@ -77,6 +77,7 @@
 //!
 //! Its binary's `main` is then `secret_rotor::run(Ok(MapEngine::default())).await`.
 
+mod cache;
 mod deadline;
 mod engine;
 mod error;
@@ -93,6 +94,7 @@ mod store;
 /// Re-exported so engines zeroize their own buffers with the same crate.
 pub use zeroize;
 
+pub use cache::ValueCache;
 pub use deadline::Deadline;
 pub use engine::{Context, Engine};
 pub use error::{Error, ErrorKind, Result};

@@ -9,14 +9,18 @@
 //!   could not read back never reaches Secrets Manager;
 //! - finishSecret moves `AWSCURRENT` in one call (Secrets Manager attaches `AWSPREVIOUS` to the
 //!   old version itself), and the engine's finish hook runs after it, also on retries, reading
-//!   current and previous by version id (never by a label that may read back stale).
+//!   current and previous by version id (never by a label that may read back stale);
+//! - versions are read by the ids the preamble saw; their values are kept in the process's
+//!   [`ValueCache`] for the rotation's later steps, and forgotten when it finishes or a step
+//!   fails (so a retry reads afresh).
 
+use crate::cache::ValueCache;
 use crate::deadline::Deadline;
 use crate::engine::{Context, Engine};
 use crate::error::Error;
 use crate::event::{RotationEvent, Step};
 use crate::password::Passwords;
-use crate::store::{SecretsStore, Version, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
+use crate::store::{SecretDescription, SecretsStore, Version, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 
 /// What a step did, for logs and callers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,10 +56,13 @@ impl Outcome {
 /// Runs one step of a rotation: the preamble, then the step.
 ///
 /// This is the whole protocol; [`crate::Rotor`] adds logging and the Lambda runtime around it.
+/// `cache` holds the values of versions this process read or wrote in earlier steps (a fresh
+/// one per call is a cold process: everything is read).
 pub async fn rotate<E: Engine>(
     engine: &E,
     store: &dyn SecretsStore,
     passwords: &Passwords,
+    cache: &ValueCache,
     event: &RotationEvent,
     deadline: Deadline,
 ) -> Result<Outcome, Error> {
@@ -68,6 +75,29 @@ pub async fn rotate<E: Engine>(
         .run(format!("describing {secret_id}"), store.describe(secret_id))
         .await?;
     crate::failpoint!("secrets-manager.describe.after");
+    let key = description.arn.clone().unwrap_or_else(|| secret_id.to_owned());
+    let result = step(engine, store, &mut ctx, cache, &key, &description, event).await;
+    let finished =
+        event.step == Step::FinishSecret && matches!(result, Ok(Outcome::Finished | Outcome::AlreadyCurrent));
+    if finished || result.is_err() {
+        cache.forget(&key);
+    }
+    result
+}
+
+/// The rest of the preamble, and the step.
+async fn step<'a, E: Engine>(
+    engine: &E,
+    store: &dyn SecretsStore,
+    ctx: &mut Context<'a, E>,
+    cache: &'a ValueCache,
+    key: &str,
+    description: &SecretDescription,
+    event: &RotationEvent,
+) -> Result<Outcome, Error> {
+    let secret_id = event.secret_id.as_str();
+    let token = event.client_request_token.as_str();
+    let deadline = ctx.deadline();
     if description.rotation_enabled == Some(false) {
         return Err(Error::rotation_state(format!(
             "secret {secret_id} is not enabled for rotation"
@@ -78,10 +108,13 @@ pub async fn rotate<E: Engine>(
             "secret version {token} has no stage for rotation of secret {secret_id}"
         )));
     }
+    ctx.keep_values_in(cache, key.to_owned());
+    if let Some(current) = description.version_with(AWSCURRENT) {
+        ctx.read_by_id(current, description.version_with(AWSPREVIOUS));
+    }
     if description.has_stage(token, AWSCURRENT) {
         if event.step == Step::FinishSecret {
-            ctx.read_by_id(token, description.version_with(AWSPREVIOUS));
-            engine.after_finish(&ctx).await?;
+            engine.after_finish(ctx).await?;
         }
         return Ok(Outcome::AlreadyCurrent);
     }
@@ -107,7 +140,7 @@ pub async fn rotate<E: Engine>(
             if existing.is_some() {
                 return Ok(Outcome::AlreadyCreated);
             }
-            let pending = engine.create_pending(&ctx).await?;
+            let pending = engine.create_pending(ctx).await?;
             let value = engine.render(&pending)?;
             engine
                 .parse(&value)
@@ -120,14 +153,15 @@ pub async fn rotate<E: Engine>(
                 )
                 .await?;
             crate::failpoint!("secrets-manager.put.after");
+            ctx.wrote(token, &value);
             Ok(Outcome::Created)
         }
         Step::SetSecret => {
-            engine.set_pending(&ctx).await?;
+            engine.set_pending(ctx).await?;
             Ok(Outcome::Set)
         }
         Step::TestSecret => {
-            engine.test_pending(&ctx).await?;
+            engine.test_pending(ctx).await?;
             Ok(Outcome::Tested)
         }
         Step::FinishSecret => {
@@ -140,7 +174,7 @@ pub async fn rotate<E: Engine>(
             // The hook sees the versions as moved, by id: a label read right after the move may
             // still answer the old version (for the SSH function, that would remove the new key).
             ctx.read_by_id(token, from);
-            engine.after_finish(&ctx).await?;
+            engine.after_finish(ctx).await?;
             Ok(Outcome::Finished)
         }
     }

@@ -5,6 +5,7 @@ use std::time::Instant;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
+use crate::cache::ValueCache;
 use crate::deadline::Deadline;
 use crate::engine::Engine;
 use crate::error::Error;
@@ -14,8 +15,9 @@ use crate::preflight::{preflight, CHECK_EVENT_KEY};
 use crate::protocol::{rotate, Outcome};
 use crate::store::{SecretsManager, SecretsStore};
 
-/// An engine with everything it needs to serve invocations: the Secrets Manager client and the
-/// password configuration. Built once per process.
+/// An engine with everything it needs to serve invocations: the Secrets Manager client, the
+/// password configuration, and the values of the versions its rotations use (a
+/// [`ValueCache`]). Built once per process.
 ///
 /// A configuration error does not stop the process: it is logged at start-up and returned by
 /// every invocation, so that the rotation's failure in Secrets Manager says what to fix.
@@ -23,6 +25,7 @@ pub struct Rotor<E: Engine> {
     engine: Result<E, Error>,
     store: Box<dyn SecretsStore>,
     passwords: Result<Passwords, Error>,
+    cache: ValueCache,
 }
 
 impl<E: Engine> Rotor<E> {
@@ -51,6 +54,7 @@ impl<E: Engine> Rotor<E> {
             engine,
             store: Box::new(store),
             passwords,
+            cache: ValueCache::new(),
         }
     }
 
@@ -111,6 +115,11 @@ impl<E: Engine> Rotor<E> {
         }
     }
 
+    /// The values this rotor keeps between the steps of a rotation.
+    pub fn cache(&self) -> &ValueCache {
+        &self.cache
+    }
+
     /// Handles one event; logs its start and end (secret ARN, step, token, outcome, duration).
     pub async fn handle(&self, event: &RotationEvent, deadline: Deadline) -> Result<Outcome, Error> {
         let started = Instant::now();
@@ -124,7 +133,15 @@ impl<E: Engine> Rotor<E> {
         );
         let result = match (&self.engine, &self.passwords) {
             (Ok(engine), Ok(passwords)) => {
-                rotate(engine, self.store.as_ref(), passwords, event, deadline).await
+                rotate(
+                    engine,
+                    self.store.as_ref(),
+                    passwords,
+                    &self.cache,
+                    event,
+                    deadline,
+                )
+                .await
             }
             (Err(e), _) | (_, Err(e)) => Err(e.clone()),
         };

@@ -29,6 +29,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// What `DescribeSecret` says about a secret's rotation state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SecretDescription {
+    /// `ARN`: the secret's full ARN (a name re-used by a new secret gets another one).
+    pub arn: Option<String>,
     /// `RotationEnabled`; `None` when the service omits it.
     pub rotation_enabled: Option<bool>,
     /// `VersionIdsToStages`: each version id and its labels.
@@ -217,6 +219,7 @@ impl SecretsStore for SecretsManager {
                 .await
                 .map_err(|e| sdk_error("DescribeSecret", secret_id, e))?;
             Ok(SecretDescription {
+                arn: out.arn,
                 rotation_enabled: out.rotation_enabled,
                 versions: out.version_ids_to_stages.unwrap_or_default(),
                 rotation_lambda_arn: out.rotation_lambda_arn,
