@@ -20,6 +20,8 @@ pub struct Fixture {
     pub user: String,
     /// The master's secret (databases).
     pub master_arn: Option<String>,
+    /// The master's user name (databases).
+    pub master: Option<String>,
     /// The first private key (SSH).
     pub private_key: Option<String>,
 }
@@ -57,6 +59,7 @@ pub async fn postgres(server: &PgServer, host: &str, extra: Value) -> Fixture {
         arn,
         user,
         master_arn: Some(master_arn),
+        master: Some(master),
         private_key: None,
     }
 }
@@ -83,6 +86,7 @@ pub async fn mariadb(db: &MariaDb, host: &str, extra: Value) -> Fixture {
         arn,
         user,
         master_arn: Some(master_arn),
+        master: Some(master),
         private_key: None,
     }
 }
@@ -106,6 +110,7 @@ pub async fn ssh(hosts: &[SshHost]) -> Fixture {
         arn,
         user: ssh_user(),
         master_arn: None,
+        master: None,
         private_key: Some(private),
     }
 }

@@ -1,17 +1,19 @@
 //! The benchmark: release function binaries run as Lambda runs them, each behind its own
 //! zero-latency Runtime API, against the local stack. Prints cold start, warm step and rotation
-//! latency, peak memory, Secrets Manager calls and database connections per rotation, the
-//! round-trip floor and each rotation as a multiple of it, and a scale run.
+//! latency, peak memory, Secrets Manager calls, database connections and refused logins per
+//! rotation, the round-trip floors and each figure as a multiple of its floor, and a scale run.
+//! With `--reference DIR --python PY`, AWS's Python functions (the user's `lambda_function.py`
+//! files, under `awslambdaric`) run the same way against the same servers, side by side.
 //!
 //! `scripts/bench` builds everything and runs it; `rotor-bench --runs N --scale N --processes P
-//! --ssh-fleet HOSTS` (`--ssh-fleet 0` skips the fleet run).
+//! --ssh-fleet HOSTS [--reference DIR --python PY]` (`--ssh-fleet 0` skips the fleet run).
 
 mod http;
 mod proxy;
 mod runtime;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,6 +35,18 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 /// A benchmarked function: its name, binary and environment.
 type BenchedFunction<'a> = (&'a str, &'a str, Vec<(&'a str, String)>);
 
+/// Extra environment variables of a function.
+type Env<'a> = Vec<(&'a str, String)>;
+
+/// How a function process is started.
+#[derive(Clone, Copy)]
+enum Program<'a> {
+    /// A bootstrap of ours (or the echo function).
+    Bootstrap(&'a Path),
+    /// A reference function: `lambda_function.py` in `dir`, under awslambdaric.
+    Python { python: &'a Path, dir: &'a Path },
+}
+
 /// A function process behind its own Runtime API.
 struct Function {
     api: RuntimeApi,
@@ -41,13 +55,38 @@ struct Function {
 }
 
 impl Function {
-    async fn spawn(binary: &PathBuf, env: &[(&str, String)], endpoint: &str) -> Result<Function> {
+    async fn spawn(binary: &Path, env: &[(&str, String)], endpoint: &str) -> Result<Function> {
+        Self::start(Program::Bootstrap(binary), env, endpoint).await
+    }
+
+    async fn start(program: Program<'_>, env: &[(&str, String)], endpoint: &str) -> Result<Function> {
         let api = RuntimeApi::start().await?;
-        let spawned = Instant::now();
-        let child = Command::new(binary)
-            .env_clear()
+        let mut command = match program {
+            Program::Bootstrap(binary) => {
+                let mut command = Command::new(binary);
+                command.env_clear().env("AWS_LAMBDA_RUNTIME_API", &api.base_url);
+                command
+            }
+            Program::Python { python, dir } => {
+                let mut command = Command::new(python);
+                command
+                    .args(["-m", "awslambdaric", "lambda_function.lambda_handler"])
+                    .current_dir(dir)
+                    .env_clear()
+                    // awslambdaric wants host:port; boto3 reads the region, and the reference
+                    // its endpoint, from these names.
+                    .env(
+                        "AWS_LAMBDA_RUNTIME_API",
+                        api.base_url.trim_start_matches("http://"),
+                    )
+                    .env("AWS_DEFAULT_REGION", "us-east-1")
+                    .env("SECRETS_MANAGER_ENDPOINT", endpoint)
+                    .env("AWS_EC2_METADATA_DISABLED", "true");
+                command
+            }
+        };
+        command
             .envs([
-                ("AWS_LAMBDA_RUNTIME_API", api.base_url.clone()),
                 ("AWS_LAMBDA_FUNCTION_NAME", "bench".to_owned()),
                 ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
                 ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".to_owned()),
@@ -60,8 +99,19 @@ impl Function {
             ])
             .envs(env.iter().map(|(k, v)| (*k, v.clone())))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
+            .stderr(Stdio::null());
+        // For looking inside (the cold start's parts): ROTOR_BENCH_LOGS=FILE appends every
+        // function's output to FILE, at ROTOR_BENCH_LOG_LEVEL (DEBUG by default).
+        if let Some(path) = std::env::var_os("ROTOR_BENCH_LOGS") {
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            let level = std::env::var("ROTOR_BENCH_LOG_LEVEL").unwrap_or_else(|_| "DEBUG".to_owned());
+            command
+                .env("AWS_LAMBDA_LOG_LEVEL", level)
+                .stdout(file.try_clone()?)
+                .stderr(file);
+        }
+        let spawned = Instant::now();
+        let child = command.spawn()?;
         Ok(Function { api, child, spawned })
     }
 
@@ -134,41 +184,91 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// A subject of the benchmark: a fresh secret on its target, and how to count connections.
+/// A subject of the benchmark: a fresh secret on its target, and how to count the target's
+/// accepted and refused logins (from the server's own log) so far.
 struct Subject {
     arn: String,
     connections: Box<dyn Fn() -> usize>,
+    refused: Box<dyn Fn() -> usize>,
 }
 
-fn postgres_connections(server: PgServer) -> Box<dyn Fn() -> usize> {
+/// The user, its alternate and the master of a database fixture: the logins a rotation makes.
+fn logins_of(fixture: &fixtures::Fixture) -> Vec<String> {
+    let mut users = vec![fixture.user.clone(), format!("{}_clone", fixture.user)];
+    users.extend(fixture.master.clone());
+    users
+}
+
+/// Counts the occurrences of any of `patterns` in a server's log (as `log` reads it).
+fn log_counter(log: impl Fn() -> String + 'static, patterns: Vec<String>) -> Box<dyn Fn() -> usize> {
     Box::new(move || {
-        let log = server.log();
-        log.lines()
-            .filter(|l| l.contains("connection authorized") && l.contains("application_name=secret-rotor"))
-            .count()
+        let log = log();
+        patterns.iter().map(|p| log.matches(p.as_str()).count()).sum()
     })
 }
 
 async fn postgres_subject() -> Subject {
     let server = PgServer::named("pg17");
-    let arn = fixtures::postgres(&server, "localhost", json!({"ssl": true}))
-        .await
-        .arn;
+    let fixture = fixtures::postgres(&server, "localhost", json!({"ssl": true})).await;
+    let users = logins_of(&fixture);
+    let log = server.clone();
+    let connections = log_counter(
+        move || log.log(),
+        users
+            .iter()
+            .map(|u| format!("connection authorized: user={u} "))
+            .collect(),
+    );
+    let refused = log_counter(
+        move || server.log(),
+        users
+            .iter()
+            .map(|u| format!("password authentication failed for user \"{u}\""))
+            .collect(),
+    );
     Subject {
-        arn,
-        connections: postgres_connections(server),
+        arn: fixture.arn,
+        connections,
+        refused,
     }
 }
 
-/// MariaDB's general log has one `Connect` line per connection attempt.
-async fn mysql_subject() -> Subject {
+/// `engine`: `mariadb` for ours, `mysql` for the reference (which knows no other name; its
+/// master secret then says `mysql` too).
+async fn mysql_subject(engine: &str) -> Subject {
     let db = MariaDb::new();
-    let arn = fixtures::mariadb(&db, "localhost", json!({"ssl": true}))
-        .await
-        .arn;
+    let fixture = fixtures::mariadb(&db, "localhost", json!({"ssl": true, "engine": engine})).await;
+    if let (Some(master_arn), "mysql") = (&fixture.master_arn, engine) {
+        let client = secrets_manager_client().await;
+        let mut master = value_at(&client, master_arn, "AWSCURRENT").await;
+        master["engine"] = json!("mysql");
+        client
+            .put_secret_value()
+            .secret_id(master_arn)
+            .secret_string(master.to_string())
+            .send()
+            .await
+            .expect("master secret as the reference reads it");
+    }
+    // MariaDB's general log: a `Connect` line per accepted login, an "Access denied" one per
+    // refused login.
+    let users = logins_of(&fixture);
+    let log = db.clone();
+    let connections = log_counter(
+        move || log.log(),
+        users.iter().map(|u| format!("Connect\t{u}@")).collect(),
+    );
+    let refused = log_counter(
+        move || db.log(),
+        users
+            .iter()
+            .map(|u| format!("Access denied for user '{u}'@"))
+            .collect(),
+    );
     Subject {
-        arn,
-        connections: Box::new(move || db.log().lines().filter(|l| l.contains(" Connect\t")).count()),
+        arn: fixture.arn,
+        connections,
+        refused,
     }
 }
 
@@ -176,6 +276,7 @@ async fn ssh_subject() -> Subject {
     Subject {
         arn: fixtures::ssh(&SshHost::both()).await.arn,
         connections: Box::new(|| 0),
+        refused: Box::new(|| 0),
     }
 }
 
@@ -187,11 +288,12 @@ struct Figures {
     rss: Vec<f64>,
     calls: BTreeMap<String, u64>,
     connections: usize,
+    refused: usize,
 }
 
 async fn measure(
     name: &str,
-    binary: &PathBuf,
+    program: Program<'_>,
     env: &[(&str, String)],
     runs: usize,
     endpoint: &str,
@@ -202,10 +304,11 @@ async fn measure(
     let mut figures = Figures::default();
     for _ in 0..runs {
         let subject = setup().await;
-        let function = Function::spawn(binary, env, endpoint).await?;
-        // Cold: spawn -> createSecret answered.
+        // Cold: spawn -> createSecret answered, the event waiting as Lambda has it when it
+        // starts a process for an invocation (the rotation begun before the spawn).
         let token = new_token();
         start_rotation(&client, &subject.arn, &token).await;
+        let function = Function::start(program, env, endpoint).await?;
         function.step("createSecret", &subject.arn, &token).await?;
         figures.cold.push(ms(function.spawned.elapsed()));
         for step in ["setSecret", "testSecret", "finishSecret"] {
@@ -216,6 +319,7 @@ async fn measure(
         for _ in 0..3 {
             let before_calls = counts.snapshot();
             let before_connections = (subject.connections)();
+            let before_refused = (subject.refused)();
             let times = rotation(&function, &client, &subject.arn).await?;
             for (i, t) in times.iter().enumerate() {
                 figures.steps[i].push(ms(*t));
@@ -228,11 +332,154 @@ async fn measure(
                 .collect();
             figures.calls.retain(|_, n| *n > 0);
             figures.connections = (subject.connections)() - before_connections;
+            figures.refused = (subject.refused)() - before_refused;
         }
         figures.rss.push(function.peak_rss_kib() as f64 / 1024.0);
     }
     println!("measured {name}");
     Ok(figures)
+}
+
+/// One function's figures, reduced: medians (with min and max), the floor and the multiple.
+struct Summary {
+    cold: (f64, f64, f64),
+    steps: [f64; 4],
+    rotation: (f64, f64, f64),
+    rss: f64,
+    calls: u64,
+    call_list: String,
+    floor: f64,
+    multiple: f64,
+}
+
+impl Summary {
+    fn of(figures: &mut Figures, sm_floor: f64, db_floor: f64) -> Summary {
+        let cold = stats(&mut figures.cold);
+        let steps = [0, 1, 2, 3].map(|i| stats(&mut figures.steps[i]).0);
+        let rotation = stats(&mut figures.rotation);
+        let (_, _, rss) = stats(&mut figures.rss);
+        let calls: u64 = figures.calls.values().sum();
+        let call_list: Vec<String> = figures.calls.iter().map(|(op, n)| format!("{op} {n}")).collect();
+        let floor = calls as f64 * sm_floor + figures.connections as f64 * db_floor;
+        let multiple = if floor > 0.0 { rotation.0 / floor } else { 0.0 };
+        Summary {
+            cold,
+            steps,
+            rotation,
+            rss,
+            calls,
+            call_list: call_list.join(", "),
+            floor,
+            multiple,
+        }
+    }
+}
+
+/// Measures one of ours (`reference`: false) or one reference function.
+#[allow(clippy::too_many_arguments)]
+async fn run_subject(
+    name: &str,
+    kind: &str,
+    reference: bool,
+    program: Program<'_>,
+    env: &[(&str, String)],
+    runs: usize,
+    endpoint: &str,
+    counts: &proxy::Counts,
+) -> Result<Figures> {
+    match kind {
+        "postgres" => {
+            measure(name, program, env, runs, endpoint, counts, async || {
+                postgres_subject().await
+            })
+            .await
+        }
+        "mysql" => {
+            let engine = if reference { "mysql" } else { "mariadb" };
+            measure(name, program, env, runs, endpoint, counts, async || {
+                mysql_subject(engine).await
+            })
+            .await
+        }
+        _ => {
+            measure(name, program, env, runs, endpoint, counts, async || {
+                ssh_subject().await
+            })
+            .await
+        }
+    }
+}
+
+/// AWS's four database functions from `dir` (the user's copies), each run from a temporary copy
+/// whose one trust-store path (Amazon Linux's bundle) names the stack's CA instead, so that they
+/// verify TLS as ours do.
+async fn run_reference(
+    dir: &Path,
+    python: &Path,
+    ca: &str,
+    runs: usize,
+    endpoint: &str,
+    counts: &proxy::Counts,
+) -> Result<Vec<(&'static str, Figures)>> {
+    // (name as ours are named, kind of subject, folder in `dir`, extra environment)
+    let functions: [(&str, &str, &str, Env); 4] = [
+        (
+            "postgres/single-user",
+            "postgres",
+            "SecretsManagerRDSPostgreSQLRotationSingleUser",
+            vec![],
+        ),
+        (
+            "postgres/alternating-users",
+            "postgres",
+            "SecretsManagerRDSPostgreSQLRotationMultiUser",
+            vec![],
+        ),
+        (
+            "mysql/single-user (MariaDB)",
+            "mysql",
+            "SecretsManagerRDSMySQLRotationSingleUser",
+            vec![],
+        ),
+        (
+            "mysql/alternating-users (MariaDB)",
+            "mysql",
+            "SecretsManagerRDSMySQLRotationMultiUser",
+            // Its default (16) is MySQL 5.7's limit; the fixtures' names are longer.
+            vec![("USERNAME_CHARACTER_LIMIT", "80".to_owned())],
+        ),
+    ];
+    // The functions run from their copies' folder: a relative interpreter path would not resolve
+    // (and a resolved symlink would leave the venv).
+    let python = &std::path::absolute(python)?;
+    let copies = workspace_root().join("target/tmp/reference-functions");
+    let mut results = Vec::new();
+    for (name, kind, folder, env) in functions {
+        let source = dir.join(folder).join("lambda_function.py");
+        let code = std::fs::read_to_string(&source).map_err(|e| format!("{}: {e}", source.display()))?;
+        let trust_store = "/etc/pki/tls/cert.pem";
+        if !code.contains(trust_store) {
+            return Err(format!(
+                "{}: no {trust_store} to point at the stack's CA",
+                source.display()
+            )
+            .into());
+        }
+        let copy = copies.join(folder);
+        std::fs::create_dir_all(&copy)?;
+        std::fs::write(copy.join("lambda_function.py"), code.replace(trust_store, ca))?;
+        let program = Program::Python { python, dir: &copy };
+        let figures = run_subject(name, kind, true, program, &env, runs, endpoint, counts).await?;
+        results.push((name, figures));
+    }
+    Ok(results)
+}
+
+fn text_arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn arg(name: &str, default: usize) -> usize {
@@ -344,59 +591,78 @@ async fn main() -> Result<()> {
     ];
     let mut results = Vec::new();
     for (name, bin, env) in &subjects {
-        let figures = match *bin {
-            "postgres" => {
-                measure(name, &bootstrap(bin), env, runs, &endpoint, &counts, async || {
-                    postgres_subject().await
-                })
-                .await?
-            }
-            "mysql" => {
-                measure(name, &bootstrap(bin), env, runs, &endpoint, &counts, async || {
-                    mysql_subject().await
-                })
-                .await?
-            }
-            _ => {
-                measure(name, &bootstrap(bin), env, runs, &endpoint, &counts, async || {
-                    ssh_subject().await
-                })
-                .await?
-            }
-        };
-        results.push((name, bin, figures));
+        let binary = bootstrap(bin);
+        let program = Program::Bootstrap(&binary);
+        let figures = run_subject(name, bin, false, program, env, runs, &endpoint, &counts).await?;
+        results.push((*name, figures));
     }
+    let reference = match (text_arg("--reference"), text_arg("--python")) {
+        (Some(dir), Some(python)) => {
+            Some(run_reference(Path::new(&dir), Path::new(&python), &ca, runs, &endpoint, &counts).await?)
+        }
+        (Some(_), None) => return Err("--reference needs --python (scripts/bench passes it)".into()),
+        _ => None,
+    };
 
     println!("\n## Runtime API overhead (echo function, {runs} processes x 100 invocations)\n");
-    let (m, lo, hi) = stats(&mut echo_cold);
-    println!("cold start (spawn -> first answer): median {m:.2} ms (min {lo:.2}, max {hi:.2})");
+    let (echo_cold, lo, hi) = stats(&mut echo_cold);
+    println!("cold start (spawn -> first answer): median {echo_cold:.2} ms (min {lo:.2}, max {hi:.2})");
     let (m, lo, hi) = stats(&mut echo_warm);
     println!("warm invocation round trip:          median {m:.3} ms (min {lo:.3}, max {hi:.3})");
     println!("\n## Floor\n\none Secrets Manager round trip (DescribeSecret, warm connection): median {sm_floor:.2} ms");
     println!("one PostgreSQL connect + TLS + SCRAM login + SELECT 1:            median {db_floor:.2} ms");
+    let cold_floor = echo_cold + 4.0 * sm_floor;
+    println!(
+        "cold start floor: the echo function's cold start + createSecret's 4 round trips = {cold_floor:.2} ms"
+    );
     println!("\n## Per engine ({runs} cold processes; 3 warm rotations each)\n");
-    println!("| function | cold start ms | create | set | test | finish | warm rotation ms | peak RSS MiB | SM calls/rotation | DB conns | floor ms | x floor |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for (name, _, mut figures) in results {
-        let (cold, cold_lo, cold_hi) = stats(&mut figures.cold);
-        let step = |i: usize, figures: &mut Figures| stats(&mut figures.steps[i]).0;
-        let (create, set, test, finish) = (
-            step(0, &mut figures),
-            step(1, &mut figures),
-            step(2, &mut figures),
-            step(3, &mut figures),
-        );
-        let (rotation, rot_lo, rot_hi) = stats(&mut figures.rotation);
-        let (_, _, rss_max) = stats(&mut figures.rss);
-        let total_calls: u64 = figures.calls.values().sum();
-        let calls: Vec<String> = figures.calls.iter().map(|(op, n)| format!("{op} {n}")).collect();
-        let floor = total_calls as f64 * sm_floor + figures.connections as f64 * db_floor;
-        let multiple = if floor > 0.0 { rotation / floor } else { 0.0 };
+    println!("| function | cold start ms | x cold floor | create | set | test | finish | warm rotation ms | peak RSS MiB | SM calls/rotation | DB conns | refused logins | floor ms | x floor |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut summaries = BTreeMap::new();
+    for (name, mut figures) in results {
+        let summary = Summary::of(&mut figures, sm_floor, db_floor);
+        let (cold, cold_lo, cold_hi) = summary.cold;
+        let (rotation, rot_lo, rot_hi) = summary.rotation;
+        let [create, set, test, finish] = summary.steps;
         println!(
-            "| {name} | {cold:.1} ({cold_lo:.1}-{cold_hi:.1}) | {create:.1} | {set:.1} | {test:.1} | {finish:.1} | {rotation:.1} ({rot_lo:.1}-{rot_hi:.1}) | {rss_max:.1} | {total_calls}: {} | {} | {floor:.1} | {multiple:.2} |",
-            calls.join(", "),
-            figures.connections
+            "| {name} | {cold:.1} ({cold_lo:.1}-{cold_hi:.1}) | {:.2} | {create:.1} | {set:.1} | {test:.1} | {finish:.1} | {rotation:.1} ({rot_lo:.1}-{rot_hi:.1}) | {:.1} | {}: {} | {} | {} | {:.1} | {:.2} |",
+            cold / cold_floor,
+            summary.rss,
+            summary.calls,
+            summary.call_list,
+            figures.connections,
+            figures.refused,
+            summary.floor,
+            summary.multiple,
         );
+        summaries.insert(name, (summary, figures.connections, figures.refused));
+    }
+    if let Some(reference) = reference {
+        println!("\n## Side by side with AWS's Python functions (same Runtime API server, Secrets Manager and databases; {runs} cold processes, 3 warm rotations each)\n");
+        println!("| function | cold start ms ours / theirs (ratio) | warm rotation ms ours / theirs (ratio) | peak RSS MiB ours / theirs (ratio) | SM calls ours / theirs | DB conns ours / theirs | refused logins ours / theirs |");
+        println!("|---|---|---|---|---|---|---|");
+        for (name, mut figures) in reference {
+            let Some((ours, our_connections, our_refused)) = summaries.get(name) else {
+                continue;
+            };
+            let theirs = Summary::of(&mut figures, sm_floor, db_floor);
+            println!(
+                "| {name} | {:.1} / {:.1} ({:.3}) | {:.1} / {:.1} ({:.3}) | {:.1} / {:.1} ({:.2}) | {} / {} | {our_connections} / {} | {our_refused} / {} |",
+                ours.cold.0,
+                theirs.cold.0,
+                ours.cold.0 / theirs.cold.0,
+                ours.rotation.0,
+                theirs.rotation.0,
+                ours.rotation.0 / theirs.rotation.0,
+                ours.rss,
+                theirs.rss,
+                ours.rss / theirs.rss,
+                ours.calls,
+                theirs.calls,
+                figures.connections,
+                figures.refused,
+            );
+        }
     }
 
     if ssh_fleet > 0 {
@@ -411,7 +677,7 @@ async fn main() -> Result<()> {
 /// Rotates one SSH key across `size` hosts of the stack's fleet (each its own sshd, host key and
 /// authorized_keys), at a few session bounds: each step's time and the function's peak open file
 /// descriptors, sampled every millisecond.
-async fn ssh_fleet_run(size: usize, binary: &PathBuf, endpoint: &str) -> Result<()> {
+async fn ssh_fleet_run(size: usize, binary: &Path, endpoint: &str) -> Result<()> {
     let hosts = SshHost::fleet(size);
     let client = secrets_manager_client().await;
     println!("\n## SSH key across {size} hosts (one sshd each, on loopback)\n");
@@ -452,7 +718,7 @@ async fn ssh_fleet_run(size: usize, binary: &PathBuf, endpoint: &str) -> Result<
 
 /// Rotates `count` PostgreSQL secrets (each its own role) through one process, then through
 /// `processes` processes at once; throughput, latency distribution, convergence.
-async fn scale_run(count: usize, processes: usize, binary: &PathBuf, ca: &str, endpoint: &str) -> Result<()> {
+async fn scale_run(count: usize, processes: usize, binary: &Path, ca: &str, endpoint: &str) -> Result<()> {
     let server = PgServer::named("pg17");
     let client = secrets_manager_client().await;
     println!("\n## Scale: {count} PostgreSQL secrets (single user, verified TLS), each its own role\n");

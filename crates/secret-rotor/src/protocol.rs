@@ -126,18 +126,23 @@ async fn step<'a, E: Engine>(
 
     match event.step {
         Step::CreateSecret => {
-            // Validates AWSCURRENT before anything else, so a broken secret is reported as such
-            // even on a retry.
-            ctx.current().await?;
-            crate::failpoint!("secrets-manager.get-pending.before");
-            let existing = deadline
-                .run(
-                    "checking for an existing pending value",
-                    store.get_value(secret_id, Version::IdWithStage(token, AWSPENDING)),
-                )
-                .await?;
-            crate::failpoint!("secrets-manager.get-pending.after");
-            if existing.is_some() {
+            // The two reads are independent: made at once, they cost one round trip, not two.
+            // AWSCURRENT's verdict comes first, so a broken secret is reported as such even on a
+            // retry; nothing is written before both answered.
+            let probe = async {
+                crate::failpoint!("secrets-manager.get-pending.before");
+                let existing = deadline
+                    .run(
+                        "checking for an existing pending value",
+                        store.get_value(secret_id, Version::IdWithStage(token, AWSPENDING)),
+                    )
+                    .await?;
+                crate::failpoint!("secrets-manager.get-pending.after");
+                Ok::<_, Error>(existing)
+            };
+            let (current, existing) = tokio::join!(ctx.current(), Box::pin(probe));
+            current?;
+            if existing?.is_some() {
                 return Ok(Outcome::AlreadyCreated);
             }
             let pending = engine.create_pending(ctx).await?;

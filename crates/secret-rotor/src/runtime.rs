@@ -199,7 +199,9 @@ pub async fn run<E: Engine>(engine: Result<E, Error>) -> Result<(), lambda_runti
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = Deadline::from_runtime_ms(event.context.deadline);
         let caller = Some(event.context.invoked_function_arn.as_str()).filter(|arn| !arn.is_empty());
-        rotor.invoke(&event.payload, deadline, caller).await
+        // Boxed: the whole rotation's state machine is deep enough to exceed the compiler's
+        // default query depth when laid out inline in the runtime's future.
+        Box::pin(rotor.invoke(&event.payload, deadline, caller)).await
     }))
     .await
 }
