@@ -84,14 +84,10 @@ async fn example_engine_rotates_a_redis_acl_user_twice() {
             .expect("rotation");
         // The contract's minimum on the rotated secret in one process (the master is read
         // besides): setSecret, testSecret and the finish hook read none of its versions.
-        let expected: std::collections::BTreeMap<&str, usize> = [
-            ("DescribeSecret", 4),
-            ("GetSecretValue", 2),
-            ("PutSecretValue", 1),
-            ("UpdateSecretVersionStage", 1),
-        ]
-        .into();
-        assert_eq!(operations_on_since(&store.calls(), Some(&arn), from), expected);
+        assert_eq!(
+            operations_on_since(&store.calls(), Some(&arn), from),
+            minimum_calls(false, 0)
+        );
         let current = current_password(&client, &arn, "AWSCURRENT").await;
         assert_ne!(current, previous);
         assert!(logs_in(&app, &current), "AWSCURRENT logs in");

@@ -312,6 +312,24 @@ pub fn operations_on_since(
     operations
 }
 
+/// The contract's minimum of calls for a rotation whose steps share a process: a
+/// `DescribeSecret` per step, createSecret's read of `AWSCURRENT`, its pending probe and
+/// `PutSecretValue`, finishSecret's `UpdateSecretVersionStage`; plus `GetRandomPassword` when
+/// `generated`, and `master_reads` reads of another secret.
+pub fn minimum_calls(generated: bool, master_reads: usize) -> BTreeMap<&'static str, usize> {
+    let mut calls: BTreeMap<&'static str, usize> = [
+        ("DescribeSecret", 4),
+        ("GetSecretValue", 2 + master_reads),
+        ("PutSecretValue", 1),
+        ("UpdateSecretVersionStage", 1),
+    ]
+    .into();
+    if generated {
+        calls.insert("GetRandomPassword", 1);
+    }
+    calls
+}
+
 /// How many calls a log holds.
 pub fn calls_so_far(calls: &CallLog) -> usize {
     calls.lock().expect("call log").len()
