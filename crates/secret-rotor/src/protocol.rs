@@ -140,7 +140,7 @@ async fn step<'a, E: Engine>(
                 crate::failpoint!("secrets-manager.get-pending.after");
                 Ok::<_, Error>(existing)
             };
-            let (current, existing) = tokio::join!(ctx.current(), Box::pin(probe));
+            let (current, existing) = tokio::join!(ctx.current(), probe);
             current?;
             if existing?.is_some() {
                 return Ok(Outcome::AlreadyCreated);
