@@ -129,8 +129,9 @@ impl SecretsManager {
     /// Lambda gives a function its region and credentials as environment variables
     /// (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`); when they
     /// are set the client is built from them directly, without `aws-config`'s default chain
-    /// (profile files, SSO, IMDS and the rest, about 3 ms of every cold start). Otherwise, as on
-    /// an operator's machine, the default chain. Either way `AWS_ENDPOINT_URL_SECRETS_MANAGER`,
+    /// (profile files, SSO, IMDS and the rest: work a Lambda never needs; its own cost was not
+    /// measured apart, the trust store below was the measured part). Otherwise, as on an
+    /// operator's machine, the default chain. Either way `AWS_ENDPOINT_URL_SECRETS_MANAGER`,
     /// then `AWS_ENDPOINT_URL`, then the reference's `SECRETS_MANAGER_ENDPOINT` name the endpoint
     /// (unless `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`), and `AWS_USE_FIPS_ENDPOINT` /
     /// `AWS_USE_DUALSTACK_ENDPOINT` are honoured.
