@@ -220,7 +220,8 @@ async fn alternating_users_copy_host_tls_and_every_grant_exactly() {
          GRANT SELECT (id), UPDATE (price) ON shop_{tag}.items TO {u}@{h}; \
          GRANT SELECT ON `rep%_{tag}`.* TO {u}@{h}; \
          GRANT reader_{tag} TO {u}@{h}; SET DEFAULT ROLE reader_{tag} FOR {u}@{h}; \
-         GRANT reader_{tag} TO {m}@'%' WITH ADMIN OPTION;",
+         GRANT reader_{tag} TO {m}@'%' WITH ADMIN OPTION; \
+         ALTER USER {u}@{h} WITH MAX_QUERIES_PER_HOUR 1000 MAX_USER_CONNECTIONS 7;",
         u = ident(&user),
         h = literal(HOST),
         m = ident(master["username"].as_str().unwrap()),
@@ -257,11 +258,23 @@ async fn alternating_users_copy_host_tls_and_every_grant_exactly() {
         "the password hash was not copied"
     );
     assert!(db.user_column("Host", &clone, "%").is_none(), "no clone on '%'");
+    for column in ["max_questions", "max_user_connections"] {
+        assert_eq!(
+            db.user_column(column, &clone, HOST),
+            db.user_column(column, &user, HOST),
+            "same {column}"
+        );
+    }
+    assert_eq!(
+        db.user_column("max_user_connections", &clone, HOST).as_deref(),
+        Some("7")
+    );
 
-    // A privilege added to app, and one taken away, reach app_clone at its next turn.
+    // The source of truth is the user that logs in now: a privilege added to app_clone while
+    // it is current, and one taken away from it, reach app at its next turn.
     db.run(&format!(
-        "GRANT DELETE ON shop_{tag}.* TO {u}@{h}; REVOKE UPDATE ON shop_{tag}.orders FROM {u}@{h};",
-        u = ident(&user),
+        "GRANT DELETE ON shop_{tag}.* TO {c}@{h}; REVOKE UPDATE ON shop_{tag}.orders FROM {c}@{h};",
+        c = ident(&clone),
         h = literal(HOST)
     ));
     case.rotate()
@@ -269,6 +282,24 @@ async fn alternating_users_copy_host_tls_and_every_grant_exactly() {
         .unwrap_or_else(|(step, e)| panic!("{step}: {e}"));
     assert_eq!(case.credentials("AWSCURRENT").await.0, user, "app_clone -> app");
     assert!(case.logs_in("AWSCURRENT").await && case.logs_in("AWSPREVIOUS").await);
+    let grants = db.normalised_grants(&user, HOST);
+    assert_eq!(
+        grants,
+        db.normalised_grants(&clone, HOST),
+        "app has what app_clone had"
+    );
+    assert!(grants.iter().any(|g| g.contains("DELETE")), "{grants:?}");
+    assert!(
+        !grants.iter().any(|g| g.contains("UPDATE ON `shop")),
+        "{grants:?}"
+    );
+
+    // And back: granted to app while it is current, it reaches app_clone.
+    db.run(&format!(
+        "GRANT UPDATE ON shop_{tag}.orders TO {u}@{h};",
+        u = ident(&user),
+        h = literal(HOST)
+    ));
     case.rotate()
         .await
         .unwrap_or_else(|(step, e)| panic!("{step}: {e}"));
@@ -282,6 +313,10 @@ async fn alternating_users_copy_host_tls_and_every_grant_exactly() {
         .normalised_grants(&clone, HOST)
         .iter()
         .any(|g| g.contains("DELETE")));
+    assert!(db
+        .normalised_grants(&clone, HOST)
+        .iter()
+        .any(|g| g.contains("UPDATE ON `shop")));
     let (_, password) = case.credentials("AWSCURRENT").await;
     assert!(db
         .run_as(
@@ -740,4 +775,52 @@ async fn alternating_users_never_rotate_the_master_or_an_administrator() {
         db.logs_in(&admin_clone, "admin-Password-1"),
         "the administrator's password is unchanged"
     );
+}
+
+#[tokio::test]
+async fn test_secret_names_a_privilege_the_pending_user_has_beyond_the_current_one() {
+    let tag = random_hex(3);
+    let user = format!("app_{tag}");
+    let clone = format!("{user}_clone");
+    let case = Case::alternating(&user, json!({})).await;
+    case.db.run(&format!(
+        "CREATE DATABASE ledger_{tag}; GRANT SELECT ON ledger_{tag}.* TO {u}@{h};",
+        u = ident(&user),
+        h = literal(HOST)
+    ));
+    let token = new_token();
+    start_rotation(&case.client, &case.arn, &token).await;
+    for step in [Step::CreateSecret, Step::SetSecret] {
+        case.rotor
+            .handle(&event(step, &case.arn, &token), deadline())
+            .await
+            .unwrap_or_else(|e| panic!("{step}: {e}"));
+    }
+    case.db.run(&format!(
+        "GRANT INSERT ON ledger_{tag}.* TO {c}@{h};",
+        c = ident(&clone),
+        h = literal(HOST)
+    ));
+    let err = case
+        .rotor
+        .handle(&event(Step::TestSecret, &case.arn, &token), deadline())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Target, "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("extra GRANT SELECT, INSERT ON `ledger_{tag}`.*")),
+        "{err}"
+    );
+    let (_, password) = case.credentials("AWSPENDING").await;
+    assert!(!err.to_string().contains(&password));
+    case.db.run(&format!(
+        "REVOKE INSERT ON ledger_{tag}.* FROM {c}@{h};",
+        c = ident(&clone),
+        h = literal(HOST)
+    ));
+    case.rotor
+        .handle(&event(Step::TestSecret, &case.arn, &token), deadline())
+        .await
+        .unwrap_or_else(|e| panic!("testSecret once they match: {e}"));
 }

@@ -102,6 +102,37 @@ impl PgServer {
         row.and_then(|row| row.get(0))
     }
 
+    /// A role's settings (`pg_roles.rolconfig`: `name=value`), sorted.
+    pub async fn role_settings(&self, role: &str) -> Vec<String> {
+        let row = self
+            .admin()
+            .await
+            .query_one(
+                "SELECT coalesce(rolconfig, '{}'::text[]) FROM pg_roles WHERE rolname = $1",
+                &[&role],
+            )
+            .await
+            .expect("pg_roles");
+        let mut settings: Vec<String> = row.get(0);
+        settings.sort();
+        settings
+    }
+
+    /// The owners of the tables in `schema`, sorted, without repeats.
+    pub async fn table_owners(&self, schema: &str) -> Vec<String> {
+        self.admin()
+            .await
+            .query(
+                "SELECT DISTINCT tableowner::text FROM pg_tables WHERE schemaname = $1 ORDER BY 1",
+                &[&schema],
+            )
+            .await
+            .expect("pg_tables")
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    }
+
     /// Whether `member` is a direct member of `role`.
     pub async fn is_member(&self, member: &str, role: &str) -> bool {
         self.admin()

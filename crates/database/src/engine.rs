@@ -101,14 +101,16 @@ impl<D: Database> DatabaseEngine<D> {
         ))
     }
 
-    /// Alternating users: a session as the master named by current's `masterarn`, used only
-    /// once the current credentials have proved the secret genuine.
+    /// Alternating users: a session as the current user, then one as the master named by
+    /// current's `masterarn`, used only once the current credentials have proved the secret
+    /// genuine.
     async fn login_master(
         &self,
         ctx: &Context<'_, Self>,
         current: &DatabaseSecret,
-    ) -> Result<D::Session, Error> {
-        self.db
+    ) -> Result<(D::Session, D::Session), Error> {
+        let current_session = self
+            .db
             .login(current, ctx.deadline())
             .await
             .map_err(|e| e.context("current secret does not log in, the master secret was not used"))?;
@@ -132,10 +134,12 @@ impl<D: Database> DatabaseEngine<D> {
         self.db
             .validate(&master)
             .map_err(|e| e.context("master secret"))?;
-        self.db
+        let master_session = self
+            .db
             .login(&master, ctx.deadline())
             .await
-            .map_err(|e| e.context("master secret"))
+            .map_err(|e| e.context("master secret"))?;
+        Ok((current_session, master_session))
     }
 }
 
@@ -221,7 +225,11 @@ impl<D: Database> Engine for DatabaseEngine<D> {
                 if self.db.login(pending, ctx.deadline()).await.is_ok() {
                     return already();
                 }
-                let mut master = self.login_master(ctx, current).await?;
+                let (mut current_session, mut master) = self.login_master(ctx, current).await?;
+                self.db
+                    .prepare_current(&mut current_session, &pair, current, ctx.deadline())
+                    .await?;
+                drop(current_session);
                 self.db
                     .set_user_password(&mut master, &pair, pending, ctx.deadline())
                     .await
@@ -252,7 +260,7 @@ impl<D: Database> Engine for DatabaseEngine<D> {
                 report.record(
                     "AWSCURRENT logs in, then the master (as setSecret does)",
                     master,
-                    |s| format!("master: {}", self.db.describe(s)),
+                    |(_, s)| format!("master: {}", self.db.describe(s)),
                 );
             }
         }
@@ -265,6 +273,14 @@ impl<D: Database> Engine for DatabaseEngine<D> {
             .login(pending, ctx.deadline())
             .await
             .map_err(|e| e.context("unable to log in with pending secret"))?;
-        self.db.check(&mut session, ctx.deadline()).await
+        self.db.check(&mut session, ctx.deadline()).await?;
+        if self.strategy == Strategy::AlternatingUsers {
+            let current = ctx.current().await?;
+            let pair = UserPair::of(&current.username);
+            self.db
+                .compare_privileges(&mut session, &pair, pending, current, ctx.deadline())
+                .await?;
+        }
+        Ok(())
     }
 }

@@ -81,9 +81,23 @@ pub trait Database: Send + Sync + 'static {
         deadline: Deadline,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
+    /// Alternating users, on a session of the current user (`current`, one of `pair`), before
+    /// the master acts: hand over to the pair's shared state what the current user alone holds
+    /// (PostgreSQL: objects it owns). Runs at every setSecret; nothing to do by default.
+    fn prepare_current(
+        &self,
+        session: &mut Self::Session,
+        pair: &UserPair,
+        current: &DatabaseSecret,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        let _ = (session, pair, current, deadline);
+        async { Ok(()) }
+    }
+
     /// Alternating users, on a master session: give `pending.username` (one of `pair`) the
-    /// pending password. If it is the clone, create it when missing with the privileges of the
-    /// original, and re-sync those privileges when it exists.
+    /// pending password, and make its privileges exactly those of the other user of the pair,
+    /// the one that logs in now (`AWSCURRENT`). If it is the clone, create it when missing.
     fn set_user_password(
         &self,
         master: &mut Self::Session,
@@ -91,4 +105,19 @@ pub trait Database: Send + Sync + 'static {
         pending: &DatabaseSecret,
         deadline: Deadline,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Alternating users, in testSecret, on a session of the pending user: fail, naming the
+    /// difference (never a password), when its privileges differ from those of `current`, the
+    /// other user of `pair`. Nothing to compare by default.
+    fn compare_privileges(
+        &self,
+        pending_session: &mut Self::Session,
+        pair: &UserPair,
+        pending: &DatabaseSecret,
+        current: &DatabaseSecret,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        let _ = (pending_session, pair, pending, current, deadline);
+        async { Ok(()) }
+    }
 }

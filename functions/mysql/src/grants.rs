@@ -131,6 +131,12 @@ pub enum Grant {
     },
     /// `SET DEFAULT ROLE <role>` (MariaDB prints it with the grants).
     DefaultRole(String),
+    /// MySQL 8: the `DEFAULT ROLE` list of `SHOW CREATE USER` (in `mysql.default_roles`, not
+    /// printed by `SHOW GRANTS`), as SQL: `` `r1`@`%`,`r2`@`%` ``.
+    MySqlDefaultRoles(String),
+    /// MySQL 8 with `partial_revokes`: `REVOKE <privileges> ON <schema>.*`, the part between
+    /// `REVOKE` and `FROM`; replayed after the grants it restricts.
+    PartialRevoke(String),
 }
 
 impl Grant {
@@ -160,6 +166,15 @@ impl Grant {
             }
             let role = line[tokens[role_start].span.start..tokens[for_at - 1].span.end].to_owned();
             return (!role.eq_ignore_ascii_case("NONE")).then_some(Grant::DefaultRole(role));
+        }
+        if is_word(line, tokens.first(), "REVOKE") {
+            let from = (1..tokens.len()).find(|&i| {
+                is_word(line, tokens.get(i), "FROM") && account_at(line, &tokens, i + 1, account)
+            })?;
+            let body = line[tokens[0].span.end..tokens[from].span.start]
+                .trim()
+                .to_owned();
+            return Some(Grant::PartialRevoke(body));
         }
         if !is_word(line, tokens.first(), "GRANT") {
             return None;
@@ -193,7 +208,22 @@ impl Grant {
                 format!("{head} TO {}{option}", to.sql()?)
             }
             Grant::DefaultRole(role) => format!("SET DEFAULT ROLE {role} FOR {}", to.sql()?),
+            Grant::MySqlDefaultRoles(roles) => format!("SET DEFAULT ROLE {roles} TO {}", to.sql()?),
+            Grant::PartialRevoke(body) => format!("REVOKE {body} FROM {}", to.sql()?),
         })
+    }
+
+    /// The statement as a person reads it, without a grantee: for error messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Grant::Privileges { head, option } => match option {
+                Some(option) => format!("{head} WITH {option} OPTION"),
+                None => head.clone(),
+            },
+            Grant::DefaultRole(role) => format!("SET DEFAULT ROLE {role}"),
+            Grant::MySqlDefaultRoles(roles) => format!("DEFAULT ROLE {roles}"),
+            Grant::PartialRevoke(body) => format!("REVOKE {body}"),
+        }
     }
 
     /// The statements taking this grant away from `from`.
@@ -216,7 +246,11 @@ impl Grant {
             Grant::Privileges { head, option } => {
                 let body = head.get("GRANT".len()..).unwrap_or_default().trim_start();
                 let mut statements = vec![format!("REVOKE {body} FROM {who}")];
-                if *option == Some("GRANT") {
+                // A proxy grant goes whole, its grant option with it.
+                let proxy = tokenize(body)
+                    .first()
+                    .is_some_and(|t| body[t.span.clone()].eq_ignore_ascii_case("PROXY"));
+                if *option == Some("GRANT") && !proxy {
                     let tokens = tokenize(body);
                     if let Some(on) = tokens.iter().position(|t| is_word(body, Some(t), "ON")) {
                         let target = body[tokens[on].span.end..].trim();
@@ -226,8 +260,46 @@ impl Grant {
                 statements
             }
             Grant::DefaultRole(_) => vec![format!("SET DEFAULT ROLE NONE FOR {who}")],
+            Grant::MySqlDefaultRoles(_) => vec![format!("SET DEFAULT ROLE NONE TO {who}")],
+            // Lifting a partial revoke is granting back what it took away, on that schema.
+            Grant::PartialRevoke(body) => vec![format!("GRANT {body} TO {who}")],
         })
     }
+}
+
+/// MySQL 8: the `DEFAULT ROLE` clause of `SHOW CREATE USER`, as a grant; `None` when the
+/// statement has none.
+///
+/// ```
+/// use rotor_mysql::grants::{default_roles_in_create_user, Grant};
+/// let sql = "CREATE USER `app`@`%` IDENTIFIED WITH 'caching_sha2_password' AS '$A$005$x' \
+///            DEFAULT ROLE `reader`@`%`,`writer`@`%` REQUIRE NONE PASSWORD EXPIRE DEFAULT ACCOUNT UNLOCK";
+/// assert_eq!(default_roles_in_create_user(sql),
+///            Some(Grant::MySqlDefaultRoles("`reader`@`%`,`writer`@`%`".into())));
+/// assert_eq!(default_roles_in_create_user("CREATE USER `app`@`%` REQUIRE NONE"), None);
+/// ```
+pub fn default_roles_in_create_user(statement: &str) -> Option<Grant> {
+    let tokens = tokenize(statement);
+    let start = (0..tokens.len()).find(|&i| {
+        is_word(statement, tokens.get(i), "DEFAULT") && is_word(statement, tokens.get(i + 1), "ROLE")
+    })? + 2;
+    // The list is `role@host` items separated by commas; it ends at the next keyword.
+    let mut end = start;
+    let mut item = start;
+    while tokens.get(item + 1).is_some_and(|t| t.kind == Kind::Symbol('@')) && tokens.get(item + 2).is_some()
+    {
+        end = item + 3;
+        match tokens.get(end) {
+            Some(comma) if comma.kind == Kind::Symbol(',') => item = end + 1,
+            _ => break,
+        }
+    }
+    if end == start {
+        return None;
+    }
+    Some(Grant::MySqlDefaultRoles(
+        statement[tokens[start].span.start..tokens[end - 1].span.end].to_owned(),
+    ))
 }
 
 /// The grants of `account` among `SHOW GRANTS` lines, `USAGE` left out.
@@ -259,8 +331,23 @@ pub fn plugin_in_grants<'a>(lines: impl IntoIterator<Item = &'a str>) -> Option<
     None
 }
 
+/// The differences between two accounts' grants, as a person reads them: what `other` lacks,
+/// then what it has beyond `reference`. Empty when they hold exactly the same.
+pub fn differences(reference: &BTreeSet<Grant>, other: &BTreeSet<Grant>) -> Vec<String> {
+    reference
+        .difference(other)
+        .map(|grant| format!("missing {}", grant.describe()))
+        .chain(
+            other
+                .difference(reference)
+                .map(|grant| format!("extra {}", grant.describe())),
+        )
+        .collect()
+}
+
 /// The statements that make `clone`'s grants exactly `desired`: revocations of what it has
-/// beyond them, then the missing grants (roles before default roles).
+/// beyond them, then the missing grants (roles before default roles, partial revokes after the
+/// grants they restrict: the order of [`Grant`]'s variants).
 pub fn sync_statements(
     desired: &BTreeSet<Grant>,
     actual: &BTreeSet<Grant>,
@@ -369,6 +456,73 @@ mod tests {
         assert!(Grant::parse(line, &account("we`ird@x'y", "%")).is_none());
         let quoted = "GRANT SELECT ON `d`.* TO 'we`ird@x\\'y'@'h%'";
         assert!(Grant::parse(quoted, &weird).is_some());
+    }
+
+    #[test]
+    fn mysql_8_partial_revokes_are_replayed_after_the_grants_they_restrict() {
+        let app = account("app", "%");
+        let clone = account("app_clone", "%");
+        let lines = [
+            "GRANT SELECT, INSERT ON *.* TO `app`@`%`",
+            "REVOKE SELECT, INSERT ON `mysql`.* FROM `app`@`%`",
+            "GRANT `reader`@`%` TO `app`@`%`",
+            "REVOKE SELECT ON `other`.* FROM `someone`@`%`",
+        ];
+        let desired = grants_of(lines, &app);
+        assert_eq!(
+            sync_statements(&desired, &BTreeSet::new(), &clone).unwrap(),
+            vec![
+                "GRANT SELECT, INSERT ON *.* TO `app_clone`@`%`",
+                "GRANT `reader`@`%` TO `app_clone`@`%`",
+                "REVOKE SELECT, INSERT ON `mysql`.* FROM `app_clone`@`%`",
+            ]
+        );
+        // A partial revoke the clone has and the original has not is lifted.
+        let actual = grants_of(
+            [
+                "GRANT SELECT, INSERT ON *.* TO `app_clone`@`%`",
+                "GRANT `reader`@`%` TO `app_clone`@`%`",
+                "REVOKE SELECT, INSERT ON `mysql`.* FROM `app_clone`@`%`",
+                "REVOKE DELETE ON `shop`.* FROM `app_clone`@`%`",
+            ],
+            &clone,
+        );
+        assert_eq!(
+            sync_statements(&desired, &actual, &clone).unwrap(),
+            vec!["GRANT DELETE ON `shop`.* TO `app_clone`@`%`"]
+        );
+        assert_eq!(
+            differences(&desired, &actual),
+            vec!["extra REVOKE DELETE ON `shop`.*"]
+        );
+    }
+
+    #[test]
+    fn mysql_8_default_roles_and_proxy_grants() {
+        let clone = account("app_clone", "%");
+        let roles = default_roles_in_create_user(
+            "CREATE USER `app`@`%` IDENTIFIED WITH 'mysql_native_password' AS '*2B60' \
+             DEFAULT ROLE `reader`@`%` REQUIRE NONE PASSWORD EXPIRE DEFAULT ACCOUNT UNLOCK",
+        )
+        .unwrap();
+        assert_eq!(
+            roles.grant_sql(&clone).unwrap(),
+            "SET DEFAULT ROLE `reader`@`%` TO `app_clone`@`%`"
+        );
+        assert_eq!(
+            roles.revoke_sql(&clone).unwrap(),
+            vec!["SET DEFAULT ROLE NONE TO `app_clone`@`%`"]
+        );
+        let app = account("app", "%");
+        let proxy = Grant::parse("GRANT PROXY ON ''@'' TO 'app'@'%' WITH GRANT OPTION", &app).unwrap();
+        assert_eq!(
+            proxy.grant_sql(&clone).unwrap(),
+            "GRANT PROXY ON ''@'' TO `app_clone`@`%` WITH GRANT OPTION"
+        );
+        assert_eq!(
+            proxy.revoke_sql(&clone).unwrap(),
+            vec!["REVOKE PROXY ON ''@'' FROM `app_clone`@`%`"]
+        );
     }
 
     #[test]

@@ -22,8 +22,12 @@ use rotor_database::tls::{ca_bundle_from_env, TlsMode};
 use rotor_database::{Database, DatabaseEngine, DatabaseSecret, UserPair};
 use secret_rotor::{Deadline, Error, ErrorKind};
 
-use crate::grants::{grants_of, plugin_in_grants, sync_statements};
-use crate::sql::{Account, Plugin, Statements, TlsRequirement};
+use std::collections::BTreeSet;
+
+use crate::grants::{
+    default_roles_in_create_user, differences, grants_of, plugin_in_grants, sync_statements, Grant,
+};
+use crate::sql::{Account, Plugin, ResourceLimits, Statements, TlsRequirement};
 use crate::version::{Flavour, ServerVersion};
 
 /// The environment variable overriding the clone-name limit.
@@ -54,8 +58,20 @@ pub struct MySession {
 }
 
 /// A row of `mysql.user`: host, plugin, ssl_type, ssl_cipher, x509_issuer, x509_subject,
-/// Super_priv.
-type UserRow = (String, String, String, Vec<u8>, Vec<u8>, Vec<u8>, String);
+/// Super_priv, and the four resource limits.
+type UserRow = (
+    String,
+    String,
+    String,
+    Vec<u8>,
+    Vec<u8>,
+    Vec<u8>,
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+);
 
 /// What the driver needs of an account in `mysql.user`.
 struct AccountInfo {
@@ -64,6 +80,7 @@ struct AccountInfo {
     tls: TlsRequirement,
     /// `Super_priv`: an administrator's account.
     superuser: bool,
+    limits: ResourceLimits,
 }
 
 impl MySession {
@@ -108,6 +125,36 @@ impl MySession {
             .await
     }
 
+    /// `account`'s grants: `SHOW GRANTS`, and on MySQL 8+ the default roles of
+    /// `SHOW CREATE USER` (which `SHOW GRANTS` does not print). `account` `None`: the session's
+    /// own, which needs no privilege (and then no `SHOW CREATE USER`).
+    async fn grants(
+        &mut self,
+        account: Option<&Account>,
+        deadline: Deadline,
+    ) -> Result<BTreeSet<Grant>, Error> {
+        let own = self.account.clone();
+        let lines = self.show_grants(account, deadline).await?;
+        let whose = account.unwrap_or(&own);
+        let mut grants = grants_of(lines.iter().map(String::as_str), whose);
+        if let (Some(account), Flavour::MySql) = (account, self.version.flavour) {
+            if self.version.is_mysql_8_or_later() {
+                secret_rotor::failpoint!("mysql.query.before");
+                let sql = format!("SHOW CREATE USER {}", account.sql()?);
+                let conn = &mut self.conn;
+                let create: Option<String> = deadline
+                    .run("SHOW CREATE USER", async {
+                        conn.query_first(sql)
+                            .await
+                            .map_err(|e| statement_error("SHOW CREATE USER", &e))
+                    })
+                    .await?;
+                grants.extend(create.as_deref().and_then(default_roles_in_create_user));
+            }
+        }
+        Ok(grants)
+    }
+
     /// The accounts of `user` in `mysql.user`.
     async fn accounts(&mut self, user: &str, deadline: Deadline) -> Result<Vec<AccountInfo>, Error> {
         secret_rotor::failpoint!("mysql.query.before");
@@ -116,7 +163,9 @@ impl MySession {
             .run("reading mysql.user", async {
                 conn.exec(
                     "SELECT Host, plugin, CAST(ssl_type AS CHAR), ssl_cipher, x509_issuer, x509_subject, \
-                     CAST(Super_priv AS CHAR) FROM mysql.user WHERE User = ?",
+                     CAST(Super_priv AS CHAR), CAST(max_questions AS SIGNED), CAST(max_updates AS SIGNED), \
+                     CAST(max_connections AS SIGNED), CAST(max_user_connections AS SIGNED) \
+                     FROM mysql.user WHERE User = ?",
                     (user,),
                 )
                 .await
@@ -125,21 +174,41 @@ impl MySession {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|(host, plugin, ssl_type, cipher, issuer, subject, super_priv)| {
-                let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
-                let tls = TlsRequirement {
-                    ssl_type,
-                    cipher: text(cipher),
-                    issuer: text(issuer),
-                    subject: text(subject),
-                };
-                AccountInfo {
+            .map(
+                |(
                     host,
-                    plugin: Plugin::from_name(&plugin),
-                    tls,
-                    superuser: super_priv.eq_ignore_ascii_case("Y"),
-                }
-            })
+                    plugin,
+                    ssl_type,
+                    cipher,
+                    issuer,
+                    subject,
+                    super_priv,
+                    questions,
+                    updates,
+                    connections,
+                    user_connections,
+                )| {
+                    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+                    let tls = TlsRequirement {
+                        ssl_type,
+                        cipher: text(cipher),
+                        issuer: text(issuer),
+                        subject: text(subject),
+                    };
+                    AccountInfo {
+                        host,
+                        plugin: Plugin::from_name(&plugin),
+                        tls,
+                        superuser: super_priv.eq_ignore_ascii_case("Y"),
+                        limits: ResourceLimits {
+                            queries_per_hour: questions,
+                            updates_per_hour: updates,
+                            connections_per_hour: connections,
+                            user_connections,
+                        },
+                    }
+                },
+            )
             .collect())
     }
 }
@@ -340,12 +409,7 @@ impl Database for Mysql {
         let originals = master.accounts(&pair.original, deadline).await?;
         let chosen = pending.doc().optional_str("userhost")?;
         let hosts: Vec<&str> = originals.iter().map(|account| account.host.as_str()).collect();
-        let AccountInfo {
-            host,
-            plugin,
-            tls,
-            superuser,
-        } = match (chosen, originals.as_slice()) {
+        let original_account: &AccountInfo = match (chosen, originals.as_slice()) {
             (Some(host), _) => originals.iter().find(|account| account.host == host).ok_or_else(|| {
                 Error::invalid_secret(format!("key `userhost` is {host:?}, but user {} has accounts on {hosts:?}", pair.original))
             })?,
@@ -358,62 +422,57 @@ impl Database for Mysql {
                 )))
             }
         };
-        let original = Account {
-            user: pair.original.clone(),
+        let host = &original_account.host;
+        // The source of truth is the user that logs in now (AWSCURRENT), whichever of the two
+        // it is: what was granted to or revoked from it reaches the other at this rotation.
+        let clone_account = master
+            .accounts(&pair.clone, deadline)
+            .await?
+            .into_iter()
+            .find(|account| account.host == *host);
+        let source = Account {
+            user: pair.other(&pending.username).to_owned(),
             host: host.clone(),
         };
         let target = Account {
             user: pending.username.clone(),
             host: host.clone(),
         };
-        // The clone's own account, if it exists (read once: guard and sync both need it).
-        let existing = if pair.is_clone(&pending.username) {
-            master
-                .accounts(&target.user, deadline)
-                .await?
-                .into_iter()
-                .find(|account| account.host == target.host)
+        let (source_info, existing) = if pair.is_clone(&pending.username) {
+            (Some(original_account), clone_account.as_ref())
         } else {
-            None
+            (clone_account.as_ref(), Some(original_account))
         };
+        let source_info = source_info
+            .ok_or_else(|| Error::target(format!("user {} has no account on host {host}", source.user)))?;
         // The function sets passwords with the master's privileges: never an administrator's
         // (or the master's own), which whoever can read the rotated secret would then hold.
-        let target_is_superuser = existing.as_ref().is_some_and(|account| account.superuser);
-        if *superuser || target_is_superuser || target == master.account {
+        let administrator =
+            original_account.superuser || clone_account.as_ref().is_some_and(|account| account.superuser);
+        if administrator || target == master.account || source == master.account {
             return Err(Error::invalid_secret(format!(
-                "user {} is an administrator (SUPER) or the master's own account: alternating users \
+                "user {} or {} is an administrator (SUPER) or the master's own account: alternating users \
                  will not set its password, or copy its privileges, through the master (rotate it with \
                  the single-user strategy, from its own secret)",
-                if target_is_superuser {
-                    &target.user
-                } else {
-                    &pair.original
-                }
+                pair.original, pair.clone
             )));
         }
-        if !pair.is_clone(&pending.username) {
-            let sql = statements.user_password(&target, plugin, &pending.password)?;
-            return master.run(&sql, "setting the password", deadline).await;
-        }
-        let desired_lines = master.show_grants(Some(&original), deadline).await?;
-        let desired = grants_of(desired_lines.iter().map(String::as_str), &original);
-        let actual = match &existing {
-            Some(_) => {
-                let lines = master.show_grants(Some(&target), deadline).await?;
-                grants_of(lines.iter().map(String::as_str), &target)
-            }
+        let desired = master.grants(Some(&source), deadline).await?;
+        let actual = match existing {
+            Some(_) => master.grants(Some(&target), deadline).await?,
             None => {
-                let sql = statements.create_locked(&target, plugin, &pending.password)?;
+                let sql = statements.create_locked(&target, &source_info.plugin, &pending.password)?;
                 master.run(&sql, "creating the clone", deadline).await?;
                 tracing::info!(user = %target.user, host = %target.host, "created the clone account (locked)");
                 Default::default()
             }
         };
-        // Privileges and TLS requirements first; the password and the unlock last, so the clone
-        // never logs in without the original's privileges, even after a crash half-way.
+        // Privileges, TLS requirements and limits first; the password and the unlock last, so
+        // the pending user never logs in without the current user's privileges, even after a
+        // crash half-way (a retry skips setSecret as soon as it logs in).
         let sync = sync_statements(&desired, &actual, &target)?;
         if !sync.is_empty() {
-            tracing::info!(user = %target.user, statements = sync.len(), "syncing the clone's privileges");
+            tracing::info!(user = %target.user, from = %source.user, statements = sync.len(), "syncing the pending user's privileges");
         }
         for statement in &sync {
             // Privilege statements carry no secret: name the one that failed.
@@ -423,22 +482,59 @@ impl Database for Mysql {
         }
         master
             .run(
-                &statements.require(&target, tls)?,
+                &statements.require(&target, &source_info.tls)?,
                 "copying TLS requirements",
                 deadline,
             )
             .await?;
-        if let Some(clone) = &existing {
-            let sql = statements.user_password(&target, &clone.plugin, &pending.password)?;
+        if existing.map(|account| account.limits) != Some(source_info.limits) {
+            master
+                .run(
+                    &statements.limits(&target, &source_info.limits)?,
+                    "copying resource limits",
+                    deadline,
+                )
+                .await?;
+        }
+        if let Some(account) = existing {
+            let sql = statements.user_password(&target, &account.plugin, &pending.password)?;
             master.run(&sql, "setting the password", deadline).await?;
         }
         master
             .run(
                 &format!("ALTER USER {} ACCOUNT UNLOCK", target.sql()?),
-                "unlocking the clone",
+                "unlocking the account",
                 deadline,
             )
             .await
+    }
+
+    async fn compare_privileges(
+        &self,
+        pending_session: &mut MySession,
+        _pair: &UserPair,
+        pending: &DatabaseSecret,
+        current: &DatabaseSecret,
+        deadline: Deadline,
+    ) -> Result<(), Error> {
+        // Each user reads its own grants, which needs no privilege; the current user's session
+        // is one more login, and no Secrets Manager call (its value is known).
+        let theirs = pending_session.grants(None, deadline).await?;
+        let mut current_session = self
+            .login(current, deadline)
+            .await
+            .map_err(|e| e.context("comparing privileges with the current user"))?;
+        let ours = current_session.grants(None, deadline).await?;
+        let differences = differences(&ours, &theirs);
+        if differences.is_empty() {
+            return Ok(());
+        }
+        Err(Error::target(format!(
+            "user {} does not have exactly user {}'s privileges: {}",
+            pending.username,
+            current.username,
+            differences.join("; ")
+        )))
     }
 }
 

@@ -266,6 +266,30 @@ impl Statements {
         }))
     }
 
+    /// `ALTER USER … WITH …`: an account's resource limits (0: none).
+    ///
+    /// ```
+    /// use rotor_mysql::sql::{Account, ResourceLimits, Statements};
+    /// use rotor_mysql::version::ServerVersion;
+    /// let s = Statements { version: ServerVersion::parse("8.0.36").unwrap(), backslash_escapes: true };
+    /// let app = Account { user: "app_clone".into(), host: "%".into() };
+    /// let limits = ResourceLimits { queries_per_hour: 1000, user_connections: 20, ..Default::default() };
+    /// assert_eq!(s.limits(&app, &limits).unwrap(),
+    ///            "ALTER USER `app_clone`@`%` WITH MAX_QUERIES_PER_HOUR 1000 MAX_UPDATES_PER_HOUR 0 \
+    ///             MAX_CONNECTIONS_PER_HOUR 0 MAX_USER_CONNECTIONS 20");
+    /// ```
+    pub fn limits(&self, account: &Account, limits: &ResourceLimits) -> Result<String, Error> {
+        Ok(format!(
+            "ALTER USER {} WITH MAX_QUERIES_PER_HOUR {} MAX_UPDATES_PER_HOUR {} MAX_CONNECTIONS_PER_HOUR {} \
+             MAX_USER_CONNECTIONS {}",
+            account.sql()?,
+            limits.queries_per_hour,
+            limits.updates_per_hour,
+            limits.connections_per_hour,
+            limits.user_connections
+        ))
+    }
+
     /// `ALTER USER … REQUIRE …`: the TLS requirements of the original account.
     pub fn require(&self, account: &Account, tls: &TlsRequirement) -> Result<String, Error> {
         Ok(format!(
@@ -274,6 +298,20 @@ impl Statements {
             tls.clause(self.backslash_escapes)?
         ))
     }
+}
+
+/// An account's resource limits (`mysql.user`'s `max_questions`, `max_updates`,
+/// `max_connections`, `max_user_connections`); 0 is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResourceLimits {
+    /// `MAX_QUERIES_PER_HOUR`.
+    pub queries_per_hour: i64,
+    /// `MAX_UPDATES_PER_HOUR`.
+    pub updates_per_hour: i64,
+    /// `MAX_CONNECTIONS_PER_HOUR`.
+    pub connections_per_hour: i64,
+    /// `MAX_USER_CONNECTIONS`.
+    pub user_connections: i64,
 }
 
 /// An account's TLS requirement (`mysql.user`'s `ssl_type`, `ssl_cipher`, `x509_issuer`,

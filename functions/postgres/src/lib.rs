@@ -11,6 +11,7 @@
 pub mod sql;
 pub mod tls;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rotor_database::{Database, DatabaseEngine, DatabaseSecret, UserPair};
@@ -123,6 +124,36 @@ impl Postgres {
                     .ok_or_else(|| Error::transient("the server did not report server_version_num"))
             })
             .await
+    }
+
+    /// `role`'s settings and memberships, as any user may read them; `None` when there is no
+    /// such role.
+    async fn role_state(
+        session: &PgSession,
+        role: &str,
+        pair: &UserPair,
+        deadline: Deadline,
+    ) -> Result<Option<RoleState>, Error> {
+        let row = deadline
+            .run("reading a role's settings and memberships", async {
+                session
+                    .client
+                    .query_opt(
+                        "SELECT coalesce(r.rolconfig, '{}'::text[]), ARRAY(SELECT g.rolname::text \
+                         FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid) \
+                         FROM pg_roles r WHERE r.rolname = $1",
+                        &[&role],
+                    )
+                    .await
+                    .map_err(|e| statement_error("reading a role's settings and memberships", &e))
+            })
+            .await?;
+        row.map(|row| {
+            let config: Vec<String> = row.try_get(0).map_err(|e| Error::transient(e.to_string()))?;
+            let roles: Vec<String> = row.try_get(1).map_err(|e| Error::transient(e.to_string()))?;
+            Ok(RoleState::new(config, roles, pair))
+        })
+        .transpose()
     }
 
     /// PostgreSQL 16+: a non-superuser master needs ADMIN OPTION on a role to change its
@@ -291,54 +322,84 @@ impl Database for Postgres {
                 pending.username
             )));
         }
-        if Self::server_version(master, deadline).await? >= 160000 {
+        let version = Self::server_version(master, deadline).await?;
+        if version >= 160000 {
             Self::check_admin_option(master, &pair.original, deadline).await?;
             if exists {
                 Self::check_admin_option(master, &pending.username, deadline).await?;
             }
         }
-        if !pair.is_clone(&pending.username) {
-            if !exists {
-                return Err(Error::target(format!("role {} does not exist", pending.username)));
-            }
-            let statement =
-                sql::role_password_statement("ALTER", &pending.username, true, &pending.password)?;
-            return Self::batch(master, &statement, "ALTER ROLE … PASSWORD", deadline).await;
-        }
-        let verb = if exists { "ALTER" } else { "CREATE" };
-        let password = sql::role_password_statement(verb, &pair.clone, true, &pending.password)?;
-        let member = Self::query_bool(
-            master,
-            "SELECT true FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid \
-             JOIN pg_roles u ON u.oid = m.member WHERE r.rolname = $1 AND u.rolname = $2",
-            &[&pair.original, &pair.clone],
-            "checking the clone's membership",
-            deadline,
-        )
-        .await?;
-        // One transaction: a clone that logs in always has the original's privileges, even if
-        // this invocation dies half-way (a retry skips setSecret once the clone logs in).
-        let mut statement = format!("BEGIN; {};", password.as_str());
-        if !member {
-            statement.push_str(&format!(
-                " GRANT {} TO {};",
+        let current_role = pair.other(&pending.username);
+        let current = Self::role_state(master, current_role, pair, deadline)
+            .await?
+            .ok_or_else(|| Error::target(format!("role {current_role} does not exist")))?;
+        let actual = match Self::role_state(master, &pending.username, pair, deadline).await? {
+            Some(state) => state,
+            None if pair.is_clone(&pending.username) => RoleState::default(),
+            None => return Err(Error::target(format!("role {} does not exist", pending.username))),
+        };
+        let mut changes = sync_statements(&pending.username, &current, &actual)?;
+        // Both users act as the original role, which owns what either creates: the clone's
+        // sessions start with SET ROLE original (a role setting), as its member. An older clone
+        // (made by an earlier version, or by AWS's functions) is brought to this at the next
+        // rotation, whichever of the two is pending.
+        let clone = if pair.is_clone(&pending.username) {
+            &actual
+        } else {
+            &current
+        };
+        let mut clone_changes = Vec::new();
+        if !clone.member_of_original {
+            clone_changes.push(format!(
+                "GRANT {} TO {}",
                 sql::quote_identifier(&pair.original)?,
                 sql::quote_identifier(&pair.clone)?
             ));
+        }
+        if clone.acts_as.as_deref() != Some(pair.original.as_str()) {
+            clone_changes.push(format!(
+                "ALTER ROLE {} SET role TO {}",
+                sql::quote_identifier(&pair.clone)?,
+                sql::quote_literal(&pair.original)?
+            ));
+        }
+        if !clone_changes.is_empty() && exists && !pair.is_clone(&pending.username) && version >= 160000 {
+            Self::check_admin_option(master, &pair.clone, deadline).await?;
+        }
+        changes.extend(clone_changes);
+        let verb = if exists { "ALTER" } else { "CREATE" };
+        let password = sql::role_password_statement(verb, &pending.username, true, &pending.password)?;
+        // One transaction, the password last but for the role's creation: the pending user
+        // logs in only once it has the current user's settings and roles (a retry skips
+        // setSecret as soon as it logs in), even if this invocation dies half-way.
+        let mut statement = String::from("BEGIN;");
+        let (first, rest): (Vec<&str>, Vec<&str>) = if exists {
+            (Vec::new(), vec![password.as_str()])
+        } else {
+            (vec![password.as_str()], Vec::new())
+        };
+        for part in first
+            .into_iter()
+            .chain(changes.iter().map(String::as_str))
+            .chain(rest)
+        {
+            statement.push(' ');
+            statement.push_str(part);
+            statement.push(';');
         }
         statement.push_str(" COMMIT;");
         let statement = secret_rotor::zeroize::Zeroizing::new(statement);
         let result = Self::batch(
             master,
             &statement,
-            "setting the clone's password and membership",
+            "setting the password, settings and roles of the pending user",
             deadline,
         )
         .await;
         if result.is_err() {
             // Bounded like every call: a server that hangs must not hold the step past its deadline.
             let _ = deadline
-                .run("rolling back the clone's transaction", async {
+                .run("rolling back the pending user's transaction", async {
                     master
                         .client
                         .batch_execute("ROLLBACK")
@@ -346,11 +407,214 @@ impl Database for Postgres {
                         .map_err(|e| statement_error("ROLLBACK", &e))
                 })
                 .await;
-        } else if !member {
-            tracing::info!(role = %pair.clone, member_of = %pair.original, "granted membership of the original role");
+            return result.map_err(|e| {
+                if changes.is_empty() {
+                    e
+                } else {
+                    e.context(format!(
+                        "the master runs, in one transaction with the password: {}",
+                        changes.join("; ")
+                    ))
+                }
+            });
+        }
+        if !changes.is_empty() {
+            tracing::info!(role = %pending.username, statements = changes.len(), "aligned the pending user's settings and roles with the current user's");
         }
         result
     }
+
+    async fn prepare_current(
+        &self,
+        session: &mut PgSession,
+        pair: &UserPair,
+        current: &DatabaseSecret,
+        deadline: Deadline,
+    ) -> Result<(), Error> {
+        if !pair.is_clone(&current.username) {
+            return Ok(());
+        }
+        // Objects the clone owns (created before it acted as the original, by an earlier
+        // version or by AWS's functions) go to the original, so that the original can use them
+        // after the swap. The clone itself can do it, being a member of both; a master could not
+        // without being a member of both roles.
+        let owned = deadline
+            .run("counting the clone's objects", async {
+                session
+                    .client
+                    .query_one(
+                        "SELECT count(*) FILTER (WHERE d.dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))), \
+                                count(*) FILTER (WHERE d.dbid NOT IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))) \
+                         FROM pg_shdepend d WHERE d.deptype = 'o' AND d.refclassid = 'pg_authid'::regclass \
+                         AND d.refobjid = (SELECT oid FROM pg_roles WHERE rolname = $1)",
+                        &[&pair.clone],
+                    )
+                    .await
+                    .map_err(|e| statement_error("counting the clone's objects", &e))
+            })
+            .await?;
+        let here: i64 = owned.try_get(0).map_err(|e| Error::transient(e.to_string()))?;
+        let elsewhere: i64 = owned.try_get(1).map_err(|e| Error::transient(e.to_string()))?;
+        let reassign = format!(
+            "REASSIGN OWNED BY {} TO {}",
+            sql::quote_identifier(&pair.clone)?,
+            sql::quote_identifier(&pair.original)?
+        );
+        if elsewhere > 0 {
+            tracing::warn!(role = %pair.clone, objects = elsewhere, statement = %reassign,
+                "the clone owns objects in other databases: run the statement there, as the clone");
+        }
+        if here == 0 {
+            return Ok(());
+        }
+        Self::batch(
+            session,
+            &format!("SET ROLE NONE; {reassign}; RESET ROLE"),
+            "handing the clone's objects to the original role",
+            deadline,
+        )
+        .await
+        .map_err(|e| e.context(format!("as {}, run: {reassign}", pair.clone)))?;
+        tracing::info!(role = %pair.clone, objects = here, owner = %pair.original, "handed the clone's objects to the original role");
+        Ok(())
+    }
+
+    async fn compare_privileges(
+        &self,
+        pending_session: &mut PgSession,
+        pair: &UserPair,
+        pending: &DatabaseSecret,
+        current: &DatabaseSecret,
+        deadline: Deadline,
+    ) -> Result<(), Error> {
+        let acting = deadline
+            .run("reading current_user", async {
+                let row = pending_session
+                    .client
+                    .query_one("SELECT current_user::text", &[])
+                    .await
+                    .map_err(|e| statement_error("SELECT current_user", &e))?;
+                row.try_get::<_, String>(0)
+                    .map_err(|e| Error::transient(e.to_string()))
+            })
+            .await?;
+        if acting != pair.original {
+            return Err(Error::target(format!(
+                "user {}'s sessions act as role {acting}, not as {}, the role that owns what either user creates",
+                pending.username, pair.original
+            )));
+        }
+        let missing = |role: &str| Error::target(format!("role {role} does not exist"));
+        let pending_state = Self::role_state(pending_session, &pending.username, pair, deadline)
+            .await?
+            .ok_or_else(|| missing(&pending.username))?;
+        let current_state = Self::role_state(pending_session, &current.username, pair, deadline)
+            .await?
+            .ok_or_else(|| missing(&current.username))?;
+        let differences = current_state.differences(&pending_state);
+        if differences.is_empty() {
+            return Ok(());
+        }
+        Err(Error::target(format!(
+            "user {} does not have user {}'s settings and roles: {}",
+            pending.username,
+            current.username,
+            differences.join("; ")
+        )))
+    }
+}
+
+/// What a user of the pair holds beside the objects they share: its settings
+/// (`pg_roles.rolconfig`, `name=value`; `role` apart) and the roles it is a member of (the
+/// pair's own apart).
+#[derive(Debug, Default, PartialEq)]
+struct RoleState {
+    settings: BTreeMap<String, String>,
+    member_of: BTreeSet<String>,
+    /// The `role` setting: the role its sessions act as.
+    acts_as: Option<String>,
+    /// Whether it is a member of the pair's original role.
+    member_of_original: bool,
+}
+
+impl RoleState {
+    fn new(config: Vec<String>, roles: Vec<String>, pair: &UserPair) -> Self {
+        let mut state = RoleState::default();
+        for entry in config {
+            let name = entry
+                .split_once('=')
+                .map_or(entry.as_str(), |(name, _)| name)
+                .to_ascii_lowercase();
+            if name == "role" {
+                state.acts_as = entry.split_once('=').map(|(_, value)| value.to_owned());
+            } else {
+                state.settings.insert(name, entry);
+            }
+        }
+        for role in roles {
+            if role == pair.original {
+                state.member_of_original = true;
+            } else if role != pair.clone {
+                state.member_of.insert(role);
+            }
+        }
+        state
+    }
+
+    /// What `other` lacks or has beyond `self`, by setting and role name (values are not
+    /// printed: a setting may be sensitive).
+    fn differences(&self, other: &RoleState) -> Vec<String> {
+        let mut differences = Vec::new();
+        for (name, entry) in &self.settings {
+            match other.settings.get(name) {
+                None => differences.push(format!("setting {name} missing")),
+                Some(theirs) if theirs != entry => differences.push(format!("setting {name} differs")),
+                Some(_) => {}
+            }
+        }
+        for name in other
+            .settings
+            .keys()
+            .filter(|name| !self.settings.contains_key(*name))
+        {
+            differences.push(format!("setting {name} extra"));
+        }
+        for role in self.member_of.difference(&other.member_of) {
+            differences.push(format!("not a member of {role}"));
+        }
+        for role in other.member_of.difference(&self.member_of) {
+            differences.push(format!("also a member of {role}"));
+        }
+        differences
+    }
+}
+
+/// The statements giving `role` (in state `actual`) the settings and roles of `desired`.
+fn sync_statements(role: &str, desired: &RoleState, actual: &RoleState) -> Result<Vec<String>, Error> {
+    let quoted = sql::quote_identifier(role)?;
+    let mut statements = Vec::new();
+    for (name, entry) in &desired.settings {
+        if actual.settings.get(name) != Some(entry) {
+            statements.push(sql::set_role_setting(role, entry)?);
+        }
+    }
+    for name in actual
+        .settings
+        .keys()
+        .filter(|name| !desired.settings.contains_key(*name))
+    {
+        statements.push(format!(
+            "ALTER ROLE {quoted} RESET {}",
+            sql::quote_identifier(name)?
+        ));
+    }
+    for missing in desired.member_of.difference(&actual.member_of) {
+        statements.push(format!("GRANT {} TO {quoted}", sql::quote_identifier(missing)?));
+    }
+    for extra in actual.member_of.difference(&desired.member_of) {
+        statements.push(format!("REVOKE {} FROM {quoted}", sql::quote_identifier(extra)?));
+    }
+    Ok(statements)
 }
 
 /// The first error of `e`'s source chain that is a `T`.

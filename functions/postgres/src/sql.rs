@@ -73,3 +73,67 @@ pub fn role_password_statement(
         quote_literal(&verifier)?
     )))
 }
+
+/// Settings whose value is a list of names that PostgreSQL stores quoted (`"$user", public`):
+/// `ALTER ROLE … SET` must get them back as one literal per element, not as one string.
+const LIST_QUOTED_SETTINGS: &[&str] = &[
+    "search_path",
+    "temp_tablespaces",
+    "session_preload_libraries",
+    "local_preload_libraries",
+    "shared_preload_libraries",
+];
+
+/// `ALTER ROLE "role" SET name TO value` for one `name=value` entry of `pg_roles.rolconfig`,
+/// giving the role the same setting (list settings element by element).
+///
+/// ```
+/// use rotor_postgres::sql::set_role_setting;
+/// assert_eq!(set_role_setting("app", "work_mem=64MB").unwrap(),
+///            r#"ALTER ROLE "app" SET "work_mem" TO E'64MB'"#);
+/// assert_eq!(set_role_setting("app", r#"search_path="$user", public, "My ""S""""#).unwrap(),
+///            r#"ALTER ROLE "app" SET "search_path" TO E'$user', E'public', E'My "S"'"#);
+/// assert!(set_role_setting("app", "no equals sign").is_err());
+/// ```
+pub fn set_role_setting(role: &str, entry: &str) -> Result<String, Error> {
+    let (name, value) = entry
+        .split_once('=')
+        .ok_or_else(|| Error::target(format!("role setting {entry:?} is not name=value")))?;
+    let values = if LIST_QUOTED_SETTINGS.contains(&name.to_ascii_lowercase().as_str()) {
+        split_quoted_list(value)
+            .iter()
+            .map(|element| quote_literal(element))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(", ")
+    } else {
+        quote_literal(value)?
+    };
+    Ok(format!(
+        "ALTER ROLE {} SET {} TO {values}",
+        quote_identifier(role)?,
+        quote_identifier(name)?
+    ))
+}
+
+/// The elements of a list setting as PostgreSQL prints it: comma-separated, each element bare
+/// or double-quoted with `""` for a quote.
+fn split_quoted_list(value: &str) -> Vec<String> {
+    let mut elements = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                current.push('"');
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => elements.push(std::mem::take(&mut current).trim().to_owned()),
+            c if !quoted && c.is_whitespace() && current.is_empty() => {}
+            c => current.push(c),
+        }
+    }
+    elements.push(current.trim().to_owned());
+    elements
+}
