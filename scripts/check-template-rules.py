@@ -260,15 +260,22 @@ def check_kms(resources, failures):
     return count
 
 
-def main(path):
-    with open(path, encoding="utf-8") as handle:
-        template = json.load(handle)
+def check(template):
+    """The broken rules of a translated template, and what was counted: (failures, functions,
+    functions named by CloudFormation, KMS statements)."""
     resources = template.get("Resources", {})
     parameters = template.get("Parameters", {})
     failures = []
     functions, generated = check_function_names(resources, parameters, failures)
     check_log_groups(resources, failures)
     kms = check_kms(resources, failures)
+    return failures, functions, generated, kms
+
+
+def main(path):
+    with open(path, encoding="utf-8") as handle:
+        template = json.load(handle)
+    failures, functions, generated, kms = check(template)
     for failure in failures:
         print(f"template rule broken: {failure}")
     if failures:

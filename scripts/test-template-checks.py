@@ -1,6 +1,6 @@
-"""Proves that scripts/check-template-notifications.py can fail: each case breaks one thing in a
-copy of a translated template and the checker must report it (with the expected words), while the
-unbroken translations pass. `python scripts/test-template-checks.py [--verbose] MODE=TEMPLATE.json ...`
+"""Proves that scripts/check-template-notifications.py and scripts/check-template-rules.py can
+fail: each case breaks one thing in a copy of a translated template and the checker must report it
+(with the expected words), while the unbroken translations pass. `python scripts/test-template-checks.py [--verbose] MODE=TEMPLATE.json ...`
 (scripts/check-template passes the four translations it makes); --verbose prints each case caught."""
 
 import copy
@@ -12,6 +12,10 @@ spec = importlib.util.spec_from_file_location(
     "notifications", pathlib.Path(__file__).with_name("check-template-notifications.py"))
 notifications = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(notifications)
+spec = importlib.util.spec_from_file_location(
+    "rules", pathlib.Path(__file__).with_name("check-template-rules.py"))
+rules = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(rules)
 
 ALARM = "PostgresSingleUserStepFailedAlarm"
 RULE = "RotationFailureRule"
@@ -124,6 +128,42 @@ CASES = [
 ]
 
 
+def kms_statement(t):
+    """The first KMS statement of the template's roles (the object itself, to break)."""
+    for name, resource in resources(t).items():
+        if resource.get("Type") == "AWS::IAM::Role":
+            for statement, _, _ in rules.statements(resource["Properties"].get("Policies", []), name, False):
+                if rules.grants_kms(statement):
+                    return statement
+    raise LookupError("no KMS statement in the template")
+
+
+def pop_condition(statement, operator, key):
+    block = statement["Condition"][operator]
+    block.pop(next(name for name in block if name.lower() == key.lower()))
+    if not block:
+        statement["Condition"].pop(operator)
+
+
+# check-template-rules.py: (what is broken, how, words the report must contain), on the default
+# translation.
+RULE_CASES = [
+    ("a function named after the stack", lambda t: set_(
+        resources(t)["PostgresAlternatingUsersFunction"]["Properties"], "FunctionName",
+        {"Fn::Sub": "${AWS::StackName}-postgres-alternating-users"}), "FunctionName"),
+    ("KMS without kms:ViaService",
+     lambda t: pop_condition(kms_statement(t), "StringEquals", "kms:ViaService"), "kms:ViaService"),
+    ("KMS for any encryption context", lambda t: [
+        pop_condition(kms_statement(t), operator, "kms:EncryptionContext:SecretARN")
+        for operator in ("StringEquals", "StringLike")
+        if any(name.lower() == "kms:encryptioncontext:secretarn"
+               for name in kms_statement(t).get("Condition", {}).get(operator, {}))],
+     "kms:EncryptionContext:SecretARN"),
+    ("KMS on every key", lambda t: set_(kms_statement(t), "Resource", "*"), "is not one key"),
+    ("KMS granting kms:*", lambda t: set_(kms_statement(t), "Action", "kms:*"), "belong in a KMS statement"),
+]
+
+
 def main(arguments):
     import json
     verbose = "--verbose" in arguments
@@ -151,6 +191,21 @@ def main(arguments):
             broken.append(f"{what} ({mode}): not reported as {words!r}; the checker said {failures}")
         elif verbose:
             print(f"caught: {what} ({mode}): {next(f for f in failures if words in f)}")
+    if "none" in templates:
+        failures = rules.check(templates["none"])[0]
+        if failures:
+            broken.append(f"the unbroken translation breaks the rules: {failures}")
+        for what, change, words in RULE_CASES:
+            template = copy.deepcopy(templates["none"])
+            change(template)
+            failures = rules.check(template)[0]
+            run += 1
+            if not any(words in failure for failure in failures):
+                broken.append(f"{what} (rules): not reported as {words!r}; the checker said {failures}")
+            elif verbose:
+                print(f"caught: {what} (rules): {next(f for f in failures if words in f)}")
+    else:
+        broken.append("no default (none) translation given for the rules' cases")
     for line in broken:
         print(f"check test FAILED: {line}")
     if broken:

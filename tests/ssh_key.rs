@@ -520,7 +520,28 @@ async fn a_connection_cut_or_stalled_at_any_packet_of_an_edit_leaves_the_old_or_
 async fn sigkill_at_random_moments_through_the_real_ssh_path_never_loses_a_line() {
     let _turn = HOSTS.lock().await;
     let client = secrets_manager_client().await;
+    // How long each step takes here, in a fresh process as below: the random moments are spread
+    // over the whole step.
+    let mut step_time = std::collections::HashMap::new();
+    {
+        let fleet = Fleet::new(SshKeyEngine::default(), None).await;
+        let token = new_token();
+        start_rotation(&client, &fleet.arn, &token).await;
+        for step in Step::ALL {
+            let function = LambdaFunction::start("ssh-key", &[]);
+            let invoker = InvokeClient::new(&function.invoke_endpoint).expect("endpoint");
+            let payload = json!({"Step": step.as_str(), "SecretId": fleet.arn, "ClientRequestToken": token});
+            let started = std::time::Instant::now();
+            invoker
+                .invoke("ssh-key", &payload, Duration::from_secs(30))
+                .await
+                .unwrap_or_else(|e| panic!("calibration: {step}: {e}"));
+            step_time.insert(step, started.elapsed());
+        }
+        end_rotation(&client, &fleet.arn, &token).await;
+    }
     let mut report = Vec::new();
+    let mut killed_after_an_edit = 0;
     for round in 0..10 {
         let fleet = Fleet::new(SshKeyEngine::default(), None).await;
         let before: Vec<String> = fleet.hosts.iter().map(SshHost::authorized_keys).collect();
@@ -531,7 +552,13 @@ async fn sigkill_at_random_moments_through_the_real_ssh_path_never_loses_a_line(
         } else {
             Step::FinishSecret
         };
-        let delay = Duration::from_millis(random_below(120));
+        // Rounds 0-3 kill at a random moment of the step; rounds 4-9 as soon as an edit is seen to
+        // begin on some host (its temporary file, or a changed file), 0-2 ms later: a step's edits
+        // take a few milliseconds at its end, which random moments rarely hit.
+        let on_edit = round >= 4;
+        let delay = Duration::from_millis(random_below((step_time[&victim].as_millis() as u64).max(1)));
+        let mut killed = false;
+        let mut before_victim = before.clone();
         for step in Step::ALL {
             // A fresh process on a fresh port for every invocation, as after a crash.
             let mut function = LambdaFunction::start("ssh-key", &[]);
@@ -544,14 +571,44 @@ async fn sigkill_at_random_moments_through_the_real_ssh_path_never_loses_a_line(
                     .unwrap_or_else(|e| panic!("round {round}: {step}: {e}"));
                 continue;
             }
+            before_victim = fleet.hosts.iter().map(SshHost::authorized_keys).collect();
+            let editing =
+                async {
+                    loop {
+                        if fleet.hosts.iter().zip(&before_victim).any(|(host, before)| {
+                            host.edit_in_progress() || host.authorized_keys() != *before
+                        }) {
+                            tokio::time::sleep(Duration::from_millis(random_below(3))).await;
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_micros(500)).await;
+                    }
+                };
+            let moment = async {
+                if on_edit {
+                    editing.await
+                } else {
+                    tokio::time::sleep(delay).await
+                }
+            };
             tokio::select! {
                 result = invoker.invoke("ssh-key", &payload, Duration::from_secs(30)) => {
                     result.unwrap_or_else(|e| panic!("round {round}: {step} before the kill: {e}"));
                 }
-                _ = tokio::time::sleep(delay) => {}
+                _ = moment => killed = true,
             }
             function.kill_function();
             break;
+        }
+        let edited = fleet
+            .hosts
+            .iter()
+            .zip(&before_victim)
+            .filter(|(host, before)| host.authorized_keys() != **before)
+            .count();
+        let edit_left_behind = fleet.hosts.iter().any(SshHost::edit_in_progress);
+        if killed && (edited > 0 || edit_left_behind) {
+            killed_after_an_edit += 1;
         }
         // No line lost anywhere, and one labelled version logs in on every host.
         let mut working = Vec::new();
@@ -612,11 +669,33 @@ async fn sigkill_at_random_moments_through_the_real_ssh_path_never_loses_a_line(
             assert!(host.authorized_keys().starts_with(FOREIGN));
         }
         report.push(format!(
-            "killed in {victim} after {delay:?}: {} logged in everywhere; retry converged",
+            "{} in {victim} {} ({edited} of {} hosts edited{}): {} logged in everywhere; retry converged",
+            if killed {
+                "killed"
+            } else {
+                "finished before the kill"
+            },
+            if on_edit {
+                "once an edit began".to_owned()
+            } else {
+                format!("after {delay:?}")
+            },
+            fleet.hosts.len(),
+            if edit_left_behind {
+                ", a temporary file left"
+            } else {
+                ""
+            },
             working.join(",")
         ));
     }
     println!("{}", report.join("\n"));
+    // The test is worth something only if kills land once edits have begun.
+    assert!(
+        killed_after_an_edit > 0,
+        "no kill landed once an edit had begun (step times {step_time:?}):\n{}",
+        report.join("\n")
+    );
 }
 
 const RESTRICTIONS: &str = r#"from="127.0.0.0/8",no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-pty,expiry-time="20991231""#;

@@ -118,6 +118,22 @@ impl SshHost {
         self.dir.join("home/.ssh/authorized_keys")
     }
 
+    /// Whether an edit of `authorized_keys` is under way: the function's temporary file
+    /// (`.authorized_keys.XXXXXX`, renamed over the file at the end) exists beside it.
+    pub fn edit_in_progress(&self) -> bool {
+        let Some(dir) = self.authorized_keys_path().parent().map(PathBuf::from) else {
+            return false;
+        };
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries.flatten().any(|entry| {
+                entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".authorized_keys.")
+            })
+        })
+    }
+
     /// The user's `authorized_keys` on this host.
     pub fn authorized_keys(&self) -> String {
         std::fs::read_to_string(self.authorized_keys_path()).unwrap_or_default()

@@ -171,6 +171,21 @@ impl<E: Engine> Rotor<E> {
     }
 }
 
+/// The function's own ARN as the runtime sent it, for the check event's caller rule. Behind
+/// Lambda it is always there; without it a check event could name any secret the function's
+/// role can read, so a check event is refused, while a rotation step (which needs no caller) goes
+/// on.
+fn caller_of<'a>(payload: &Value, invoked_function_arn: &'a str) -> Result<Option<&'a str>, Error> {
+    let caller = Some(invoked_function_arn).filter(|arn| !arn.is_empty());
+    if caller.is_none() && payload.get(CHECK_EVENT_KEY).is_some() {
+        return Err(Error::invalid_event(format!(
+            "a {CHECK_EVENT_KEY} event needs the function's own ARN, which the runtime did not send: \
+             refusing to check a secret this function may not rotate"
+        )));
+    }
+    Ok(caller)
+}
+
 /// Serves rotation invocations with `engine` until the runtime stops.
 ///
 /// Reads configuration once, builds the Secrets Manager client once, and answers each
@@ -198,10 +213,30 @@ pub async fn run<E: Engine>(engine: Result<E, Error>) -> Result<(), lambda_runti
     );
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let deadline = Deadline::from_runtime_ms(event.context.deadline);
-        let caller = Some(event.context.invoked_function_arn.as_str()).filter(|arn| !arn.is_empty());
+        let caller = caller_of(&event.payload, &event.context.invoked_function_arn)?;
         // Boxed: the whole rotation's state machine is deep enough to exceed the compiler's
         // default query depth when laid out inline in the runtime's future.
         Box::pin(rotor.invoke(&event.payload, deadline, caller)).await
     }))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn a_check_event_without_the_functions_arn_is_refused() {
+        let check = json!({CHECK_EVENT_KEY: {"SecretId": "db"}});
+        let err = caller_of(&check, "").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidEvent);
+        assert!(err.to_string().contains("own ARN"), "{err}");
+        let arn = "arn:aws:lambda:us-east-1:123456789012:function:pg";
+        assert_eq!(caller_of(&check, arn).unwrap(), Some(arn));
+        let step = json!({"Step": "createSecret", "SecretId": "db", "ClientRequestToken": "t"});
+        assert_eq!(caller_of(&step, "").unwrap(), None);
+    }
 }
