@@ -138,3 +138,53 @@ async fn example_engine_refuses_a_master_for_another_server() {
     assert!(err.to_string().contains("another server"), "{err}");
     assert!(logs_in(&app, "initial-Password-1"), "nothing changed");
 }
+
+/// The real Redis of the stack, as the conformance kit asks it.
+struct Redis;
+
+impl secret_rotor::testing::conformance::Target for Redis {
+    async fn authenticates(&self, value: &secret_rotor::SecretString) -> bool {
+        let value: serde_json::Value = serde_json::from_str(value.expose()).unwrap_or_default();
+        let text = |key: &str| value[key].as_str().unwrap_or_default().to_owned();
+        logs_in(&text("username"), &text("password"))
+    }
+}
+
+/// What an engine author writes to prove an engine: the framework's conformance kit (contract
+/// cases, Secrets Manager faults, the crash matrix) against the engine's own real target.
+#[tokio::test]
+async fn the_example_engine_passes_the_conformance_kit() {
+    use secret_rotor::testing::conformance::Conformance;
+    use secret_rotor::testing::MemoryStore;
+    use secret_rotor::SecretString;
+
+    let report = Conformance::new("example-redis", &Redis)
+        .run(async |store: &MemoryStore| {
+            let (admin, app) = (
+                format!("kit-admin-{}", random_hex(4)),
+                format!("kit-{}", random_hex(4)),
+            );
+            redis_cli(&[
+                "ACL",
+                "SETUSER",
+                &admin,
+                "on",
+                ">admin-Password-1",
+                "~*",
+                "&*",
+                "+@all",
+            ]);
+            redis_cli(&["ACL", "SETUSER", &app, "on", ">initial-Password-1", "~*", "+@all"]);
+            let server = json!({"engine": "redis", "host": "127.0.0.1", "port": redis_port()});
+            let mut master = server.clone();
+            (master["username"], master["password"]) = (json!(admin), json!("admin-Password-1"));
+            let master_arn = store.create_secret(&admin, &SecretString::from(master.to_string()));
+            let mut secret = server;
+            (secret["username"], secret["password"]) = (json!(app), json!("initial-Password-1"));
+            secret["masterarn"] = json!(master_arn);
+            (RedisAclEngine, SecretString::from(secret.to_string()))
+        })
+        .await;
+    assert!(report.contains("converged"), "the crash matrix ran:\n{report}");
+    println!("{report}");
+}

@@ -4,10 +4,9 @@
 //! global subscriber: a per-thread subscriber can miss events when parallel tests on other
 //! threads first register the same callsites without one.
 
-use std::sync::atomic::Ordering;
-
 use aws_sdk_secretsmanager::Client;
-use rotor_tests::memory_engine::MemoryEngine;
+use rotor_database::testing::MemoryDatabase;
+use rotor_tests::memory_engine::{fail_next_test, memory_engine, MemoryEngine};
 use rotor_tests::*;
 use secret_rotor::{Rotor, SecretString, Step};
 use serde_json::json;
@@ -15,7 +14,7 @@ use serde_json::json;
 struct Fixture {
     client: Client,
     arn: String,
-    engine: MemoryEngine,
+    db: MemoryDatabase,
     rotor: Rotor<MemoryEngine>,
 }
 
@@ -25,13 +24,13 @@ impl Fixture {
         let value =
             json!({"engine": "memory", "host": "db.internal", "username": "app", "password": password});
         let arn = create_secret(&client, "leaks", &value.to_string()).await;
-        let engine = MemoryEngine::default();
-        engine.target.add_user("app", password);
-        let rotor = rotor(engine.clone(), Recording::new(client.clone()));
+        let db = MemoryDatabase::new();
+        db.add_user("app", password);
+        let rotor = rotor(memory_engine(&db), Recording::new(client.clone()));
         Self {
             client,
             arn,
-            engine,
+            db,
             rotor,
         }
     }
@@ -64,7 +63,7 @@ async fn case20_no_secret_reaches_logs_or_errors_even_at_trace() {
     end_rotation(&fixture.client, &fixture.arn, &token).await;
     let rotated = fixture.password_at("AWSCURRENT").await;
 
-    fixture.engine.target.failing_tests.store(1, Ordering::SeqCst);
+    fail_next_test(&fixture.db);
     let token = new_token();
     start_rotation(&fixture.client, &fixture.arn, &token).await;
     errors.push(

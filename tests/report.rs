@@ -8,14 +8,14 @@
 //! RotateSecret that cannot invoke a function: neither date's value is asserted.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use aws_sdk_secretsmanager::types::Tag;
 use aws_sdk_secretsmanager::Client;
+use rotor_database::testing::MemoryDatabase;
 use rotor_tests::cli::{rotor, rotor_json};
-use rotor_tests::memory_engine::MemoryEngine;
+use rotor_tests::memory_engine::{fail_next_test, memory_engine};
 use rotor_tests::*;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -422,18 +422,18 @@ async fn report_logs_gives_the_last_failed_step_from_the_function_log_group() {
     let function = format!("report-logs-fn-{run}");
     let no_group = format!("report-nogroup-fn-{run}");
     let tags = [(TAG_KEY, value.as_str())];
-    let engine = MemoryEngine::default();
-    let rotor_engine = rotor_tests::rotor(engine.clone(), Recording::new(client.clone()));
+    let db = MemoryDatabase::new();
+    let rotor_engine = rotor_tests::rotor(memory_engine(&db), Recording::new(client.clone()));
     let mut arns = BTreeMap::new();
     for which in ["stuck", "retried", "abandoned", "healthy", "never", "nogroup"] {
         let user = format!("app-{which}-{run}");
-        engine.target.add_user(&user, "initial-Password-1");
+        db.add_user(&user, "initial-Password-1");
         let secret = json!({"engine": "memory", "host": "db.internal", "username": user, "password": "initial-Password-1"});
         let name = format!("report-{run}-{which}");
         arns.insert(which, create(&client, &name, &secret.to_string(), &tags).await);
     }
     let arn = |which: &str| arns[which].clone();
-    let fail_once = || engine.target.failing_tests.store(1, Ordering::SeqCst);
+    let fail_once = || fail_next_test(&db);
 
     // stuck: testSecret failed, AWSPENDING left.
     let stuck_token = new_token();
@@ -543,7 +543,7 @@ async fn report_logs_gives_the_last_failed_step_from_the_function_log_group() {
     assert!(failure["error"]
         .as_str()
         .unwrap()
-        .contains("unable to log in with pending secret"));
+        .contains("the pending session failed its check"));
     assert!(failure["at"].is_string());
 
     let retried = get("retried");

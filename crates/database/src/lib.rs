@@ -11,6 +11,8 @@
 mod engine;
 mod secret;
 mod strategy;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod tls;
 
 use std::future::Future;

@@ -90,6 +90,8 @@ mod protocol;
 mod runtime;
 mod secret;
 mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 /// Re-exported so engines zeroize their own buffers with the same crate.
 pub use zeroize;

@@ -58,6 +58,11 @@ impl<E: Engine> Rotor<E> {
         }
     }
 
+    /// The engine, or the configuration error that kept it from being built.
+    pub fn engine(&self) -> Result<&E, &Error> {
+        self.engine.as_ref()
+    }
+
     /// Answers one raw invocation: a rotation step (`null`), or a check event
     /// (`{"RotorCheck": {"SecretId": …}}`, the preflight's report). `caller` is the function's
     /// own ARN: only secrets it rotates are checked.
