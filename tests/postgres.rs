@@ -361,7 +361,7 @@ async fn case09_set_again_when_pending_logs_in_changes_nothing() {
 /// A rotation whose four steps run in one process makes the contract's minimum of Secrets
 /// Manager calls (setSecret and testSecret read nothing: the values createSecret read and wrote
 /// are kept), and single user makes no login the server refuses. Alternating users keep one:
-/// the contract's probe of the pending credentials (README, "Secrets Manager calls and logins").
+/// the contract's probe of the pending credentials (docs/testing.md, "Secrets Manager calls and logins").
 #[tokio::test]
 async fn one_process_rotates_with_the_minimum_of_calls_and_no_needless_refused_login() {
     for server in PgServer::all() {

@@ -31,7 +31,7 @@ impl fmt::Display for Host {
 }
 
 /// The host-key algorithms a session can verify, in the order it prefers them. RSA is not among
-/// them: the function is built without RSA (see the README), so an RSA-only pin is refused when
+/// them: the function is built without RSA (see functions/ssh-key/README.md), so an RSA-only pin is refused when
 /// the secret is read.
 pub const VERIFIABLE_ALGORITHMS: &[Algorithm] = &[
     Algorithm::Ed25519,
