@@ -86,9 +86,15 @@ pub enum Fault {
     /// Forward everything (and count the client's packets).
     None,
     /// Close the connection both ways, as a reset middlebox or a dead link does.
-    Cut { after: usize },
+    Cut {
+        /// Right after the client's packet of this number (from 1).
+        after: usize,
+    },
     /// Stop forwarding both ways and hold the connection open, as a black hole does.
-    Stall { after: usize },
+    Stall {
+        /// Right after the client's packet of this number (from 1).
+        after: usize,
+    },
 }
 
 /// A forwarder in front of an SSH server that counts the client's SSH packets (across all the

@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::invoke::{InvokeClient, InvokeError};
 use crate::output::Output;
 use crate::{CliError, Exit};
+use secret_rotor::AWSCURRENT;
 
 /// Which function the secret belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +144,7 @@ pub async fn read_at(client: &Client, secret: &str, stage: &str) -> Result<Secre
 }
 
 async fn read(client: &Client, secret: &str) -> Result<SecretString, CliError> {
-    read_at(client, secret, "AWSCURRENT").await
+    read_at(client, secret, AWSCURRENT).await
 }
 
 /// Runs the command: the engine's own preflight (the checks the deployed function runs for a

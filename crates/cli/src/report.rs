@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 use crate::output::Output;
 use crate::status::{diagnose, Logins};
 use crate::{CliError, Exit};
+use secret_rotor::{AWSCURRENT, AWSPENDING};
 
 /// What `report` was asked to do.
 #[derive(Debug, Clone)]
@@ -89,9 +90,7 @@ pub fn function_name(arn: &str) -> &str {
 pub fn stuck_version(labels: &HashMap<String, Vec<String>>) -> Option<&str> {
     labels
         .iter()
-        .find(|(_, stages)| {
-            stages.iter().any(|s| s == "AWSPENDING") && !stages.iter().any(|s| s == "AWSCURRENT")
-        })
+        .find(|(_, stages)| stages.iter().any(|s| s == AWSPENDING) && !stages.iter().any(|s| s == AWSCURRENT))
         .map(|(version, _)| version.as_str())
 }
 

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::invoke::{InvokeClient, InvokeError};
 use crate::output::Output;
 use crate::{new_token, CliError, Exit};
+use secret_rotor::{AWSCURRENT, AWSPENDING};
 
 /// What `rotate` was asked to do.
 #[derive(Debug, Clone)]
@@ -50,7 +51,7 @@ fn function_name(arn: &str) -> &str {
 
 fn print_labels(out: &mut Output, labels: &HashMap<String, Vec<String>>, title: &str) {
     let mut versions: Vec<_> = labels.iter().filter(|(_, stages)| !stages.is_empty()).collect();
-    versions.sort_by_key(|(_, stages)| !stages.iter().any(|s| s == "AWSCURRENT"));
+    versions.sort_by_key(|(_, stages)| !stages.iter().any(|s| s == AWSCURRENT));
     out.say(format!("{title}:"));
     for (version, stages) in &versions {
         out.say(format!("  {version}  {}", stages.join(", ")));
@@ -180,18 +181,12 @@ async fn rotate_locally(
     if args.step.is_none() || args.step == Some(Step::FinishSecret) {
         // What the service does once finishSecret succeeded.
         let now = labels(client, arn).await?;
-        let finished = now
-            .get(token)
-            .is_some_and(|s| s.iter().any(|l| l == "AWSCURRENT"));
-        if finished
-            && now
-                .get(token)
-                .is_some_and(|s| s.iter().any(|l| l == "AWSPENDING"))
-        {
+        let finished = now.get(token).is_some_and(|s| s.iter().any(|l| l == AWSCURRENT));
+        if finished && now.get(token).is_some_and(|s| s.iter().any(|l| l == AWSPENDING)) {
             client
                 .update_secret_version_stage()
                 .secret_id(arn)
-                .version_stage("AWSPENDING")
+                .version_stage(AWSPENDING)
                 .remove_from_version_id(token)
                 .send()
                 .await
@@ -319,7 +314,7 @@ async fn start_rotation(
         .version_ids_to_stages
         .as_ref()
         .and_then(|versions| versions.get(token))
-        .is_some_and(|s| s.iter().any(|l| l == "AWSPENDING"));
+        .is_some_and(|s| s.iter().any(|l| l == AWSPENDING));
     if !pending {
         return Err(CliError::failed(format!(
             "RotateSecret did not label {token} AWSPENDING"
@@ -354,8 +349,8 @@ async fn rotate_in_aws(
     loop {
         let now = labels(client, arn).await?;
         let stages = now.get(token);
-        let current = stages.is_some_and(|s| s.iter().any(|l| l == "AWSCURRENT"));
-        let still_pending = stages.is_some_and(|s| s.iter().any(|l| l == "AWSPENDING"));
+        let current = stages.is_some_and(|s| s.iter().any(|l| l == AWSCURRENT));
+        let still_pending = stages.is_some_and(|s| s.iter().any(|l| l == AWSPENDING));
         if current && !still_pending {
             out.progress_done();
             out.say(format!(

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::check::{login, read_at, EngineKind, Login};
 use crate::output::Output;
 use crate::{CliError, Exit};
+use secret_rotor::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 
 /// What `status` was asked to do.
 #[derive(Debug, Clone)]
@@ -42,7 +43,7 @@ pub struct Diagnosis {
 pub type Logins = BTreeMap<&'static str, Login>;
 
 /// The stages whose login `status` checks for a stuck rotation.
-pub const CHECKED_STAGES: [&str; 3] = ["AWSCURRENT", "AWSPENDING", "AWSPREVIOUS"];
+pub const CHECKED_STAGES: [&str; 3] = [AWSCURRENT, AWSPENDING, AWSPREVIOUS];
 
 /// Diagnoses a rotation state from the labels and the logins: `AWSPENDING` on a version that is
 /// not `AWSCURRENT` means a rotation started and did not finish, and Secrets Manager refuses new
@@ -78,10 +79,10 @@ pub fn diagnose(
     let has = |version: &str, stage: &str| labels.get(version).is_some_and(|s| s.iter().any(|l| l == stage));
     let current = labels
         .keys()
-        .find(|version| has(version, "AWSCURRENT"))
+        .find(|version| has(version, AWSCURRENT))
         .map(String::as_str);
     for version in labels.keys() {
-        if has(version, "AWSPENDING") && !has(version, "AWSCURRENT") {
+        if has(version, AWSPENDING) && !has(version, AWSCURRENT) {
             let (advice, remedy) = stuck_remedy(secret, version, current, logins);
             found.push(Diagnosis {
                 problem: format!(
@@ -138,14 +139,14 @@ fn stuck_remedy(
         "`rotor rotate {secret} --local --token {pending} --step setSecret`, then testSecret and finishSecret"
     );
     let logs = format!("the function's logs (filter token = \"{pending}\" and outcome = \"failed\")");
-    match (works("AWSCURRENT"), works("AWSPENDING")) {
+    match (works(AWSCURRENT), works(AWSPENDING)) {
         (_, Some(true)) => (
             "finish",
             format!(
                 "AWSPENDING logs in{}: finish this rotation; do not clear AWSPENDING. Through the function (behind a \
                  local Invoke API; add --function and --invoke-endpoint as needed): {finish_function}; or move the \
                  label yourself: {finish_label}",
-                if works("AWSCURRENT") == Some(true) {
+                if works(AWSCURRENT) == Some(true) {
                     " (so does AWSCURRENT)"
                 } else {
                     " and AWSCURRENT does not, so AWSPENDING holds the only password that works"
@@ -159,7 +160,7 @@ fn stuck_remedy(
                  safe: {clear}; or find why in {logs}, fix it, and retry the same rotation: {retry}"
             ),
         ),
-        (Some(false), Some(false)) if works("AWSPREVIOUS") == Some(true) => (
+        (Some(false), Some(false)) if works(AWSPREVIOUS) == Some(true) => (
             "repair",
             format!(
                 "neither AWSCURRENT nor AWSPENDING logs in, AWSPREVIOUS does: do not clear AWSPENDING or move \
@@ -259,7 +260,7 @@ pub async fn status(client: &Client, args: &StatusArgs, out: &mut Output) -> Res
         date(d.next_rotation_date.as_ref()).unwrap_or_else(|| "-".into())
     ));
     let mut versions: Vec<_> = labels.iter().filter(|(_, s)| !s.is_empty()).collect();
-    versions.sort_by_key(|(_, s)| !s.iter().any(|l| l == "AWSCURRENT"));
+    versions.sort_by_key(|(_, s)| !s.iter().any(|l| l == AWSCURRENT));
     out.say("versions");
     for (version, stages) in &versions {
         out.say(format!("  {version}  {}", stages.join(", ")));
@@ -276,7 +277,7 @@ pub async fn status(client: &Client, args: &StatusArgs, out: &mut Output) -> Res
     );
     let stuck = labels
         .values()
-        .any(|s| s.iter().any(|l| l == "AWSPENDING") && !s.iter().any(|l| l == "AWSCURRENT"));
+        .any(|s| s.iter().any(|l| l == AWSPENDING) && !s.iter().any(|l| l == AWSCURRENT));
     let mut logins = Logins::new();
     if stuck {
         match check_logins(client, &arn, &labels, args).await {

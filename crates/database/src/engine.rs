@@ -118,11 +118,11 @@ impl<D: Database> DatabaseEngine<D> {
         let master =
             DatabaseSecret::parse_master(&ctx.read_secret(masterarn).await?, self.db.default_port())?;
         let pair = UserPair::of(&current.username);
-        if master.username == pair.original || master.username == pair.clone {
+        if master.username == pair.original || master.username == pair.clone_user {
             return Err(Error::invalid_secret(format!(
                 "the master secret {masterarn} is for user {}, one of the two users this secret \
                  alternates ({} and {}): refusing to rotate the master into itself",
-                master.username, pair.original, pair.clone
+                master.username, pair.original, pair.clone_user
             )));
         }
         if !master.same_server(current) {

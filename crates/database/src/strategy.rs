@@ -69,7 +69,7 @@ pub struct UserPair {
     /// The user the secret started with (`app`).
     pub original: String,
     /// The second user (`app_clone`), a member of / granted the same as the original.
-    pub clone: String,
+    pub clone_user: String,
 }
 
 impl UserPair {
@@ -78,7 +78,7 @@ impl UserPair {
     /// ```
     /// use rotor_database::UserPair;
     /// let pair = UserPair::of("app_clone");
-    /// assert_eq!((pair.original.as_str(), pair.clone.as_str()), ("app", "app_clone"));
+    /// assert_eq!((pair.original.as_str(), pair.clone_user.as_str()), ("app", "app_clone"));
     /// assert_eq!(pair.other("app_clone"), "app");
     /// assert_eq!(UserPair::of("app").other("app"), "app_clone");
     /// ```
@@ -86,26 +86,26 @@ impl UserPair {
         match username.strip_suffix(CLONE_SUFFIX) {
             Some(original) if !original.is_empty() => Self {
                 original: original.to_owned(),
-                clone: username.to_owned(),
+                clone_user: username.to_owned(),
             },
             _ => Self {
                 original: username.to_owned(),
-                clone: format!("{username}{CLONE_SUFFIX}"),
+                clone_user: format!("{username}{CLONE_SUFFIX}"),
             },
         }
     }
 
     /// The user that is not `username`.
     pub fn other(&self, username: &str) -> &str {
-        if username == self.clone {
+        if username == self.clone_user {
             &self.original
         } else {
-            &self.clone
+            &self.clone_user
         }
     }
 
     /// Whether `username` is the clone.
     pub fn is_clone(&self, username: &str) -> bool {
-        username == self.clone
+        username == self.clone_user
     }
 }

@@ -227,7 +227,7 @@ impl<'a, E: Engine> Context<'a, E> {
 
     /// The `AWSCURRENT` value of another secret (a master secret), unparsed.
     pub async fn read_secret(&self, secret_id: &str) -> Result<SecretString, Error> {
-        crate::failpoint!("secrets-manager.get-other.before");
+        crate::failpoint!("secrets-manager.get-other.before")?;
         self.deadline
             .run(
                 format!("reading secret {secret_id}"),
@@ -239,12 +239,12 @@ impl<'a, E: Engine> Context<'a, E> {
 
     /// A new password from the configured source, checked against the policy.
     pub async fn new_password(&self) -> Result<SecretString, Error> {
-        crate::failpoint!("secrets-manager.random-password.before");
+        crate::failpoint!("secrets-manager.random-password.before")?;
         let password = self
             .deadline
             .run("generating a password", self.passwords.generate(self.store))
             .await?;
-        crate::failpoint!("secrets-manager.random-password.after");
+        crate::failpoint!("secrets-manager.random-password.after")?;
         Ok(password)
     }
 
@@ -259,7 +259,7 @@ impl<'a, E: Engine> Context<'a, E> {
                 return Ok(Some(value));
             }
         }
-        crate::failpoint!("secrets-manager.get-value.before");
+        crate::failpoint!("secrets-manager.get-value.before")?;
         let value = self
             .deadline
             .run(
@@ -267,7 +267,7 @@ impl<'a, E: Engine> Context<'a, E> {
                 self.store.get_value(self.secret_id, version),
             )
             .await?;
-        crate::failpoint!("secrets-manager.get-value.after");
+        crate::failpoint!("secrets-manager.get-value.after")?;
         if let (Some((cache, key, id)), Some(value)) = (cached, &value) {
             cache.put(key, id, value);
         }

@@ -75,7 +75,7 @@
 //! }
 //! ```
 //!
-//! Its binary's `main` is then `secret_rotor::run(Ok(MapEngine::default())).await`.
+//! Its binary's `main` is then `secret_rotor::run(MapEngine::default()).await`.
 
 mod cache;
 mod deadline;
@@ -104,7 +104,7 @@ pub use event::{RotationEvent, Step};
 pub use password::{CharClass, PasswordPolicy, PasswordSource, Passwords};
 pub use preflight::{preflight, Check, Report, CHECK_EVENT_KEY};
 pub use protocol::{rotate, Outcome};
-pub use runtime::{run, Rotor};
+pub use runtime::{run, IntoEngine, Rotor};
 pub use secret::{SecretJson, SecretString};
 pub use store::{
     error_chain, BoxFuture, SecretDescription, SecretsManager, SecretsStore, Version, AWSCURRENT, AWSPENDING,

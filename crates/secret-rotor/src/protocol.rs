@@ -70,11 +70,11 @@ pub async fn rotate<E: Engine>(
     let token = event.client_request_token.as_str();
     let mut ctx = Context::new(engine, store, passwords, secret_id, token, event.step, deadline);
 
-    crate::failpoint!("secrets-manager.describe.before");
+    crate::failpoint!("secrets-manager.describe.before")?;
     let description = deadline
         .run(format!("describing {secret_id}"), store.describe(secret_id))
         .await?;
-    crate::failpoint!("secrets-manager.describe.after");
+    crate::failpoint!("secrets-manager.describe.after")?;
     let key = description.arn.clone().unwrap_or_else(|| secret_id.to_owned());
     let result = step(engine, store, &mut ctx, cache, &key, &description, event).await;
     let finished =
@@ -130,14 +130,14 @@ async fn step<'a, E: Engine>(
             // AWSCURRENT's verdict comes first, so a broken secret is reported as such even on a
             // retry; nothing is written before both answered.
             let probe = async {
-                crate::failpoint!("secrets-manager.get-pending.before");
+                crate::failpoint!("secrets-manager.get-pending.before")?;
                 let existing = deadline
                     .run(
                         "checking for an existing pending value",
                         store.get_value(secret_id, Version::IdWithStage(token, AWSPENDING)),
                     )
                     .await?;
-                crate::failpoint!("secrets-manager.get-pending.after");
+                crate::failpoint!("secrets-manager.get-pending.after")?;
                 Ok::<_, Error>(existing)
             };
             let (current, existing) = tokio::join!(ctx.current(), probe);
@@ -150,14 +150,14 @@ async fn step<'a, E: Engine>(
             engine
                 .parse(&value)
                 .map_err(|e| e.context("the engine produced a pending value it cannot parse"))?;
-            crate::failpoint!("secrets-manager.put.before");
+            crate::failpoint!("secrets-manager.put.before")?;
             deadline
                 .run(
                     "storing the pending value",
                     store.put_pending(secret_id, token, &value, event.rotation_token.as_ref()),
                 )
                 .await?;
-            crate::failpoint!("secrets-manager.put.after");
+            crate::failpoint!("secrets-manager.put.after")?;
             ctx.wrote(token, &value);
             Ok(Outcome::Created)
         }
@@ -171,11 +171,11 @@ async fn step<'a, E: Engine>(
         }
         Step::FinishSecret => {
             let from = description.version_with(AWSCURRENT);
-            crate::failpoint!("secrets-manager.move-current.before");
+            crate::failpoint!("secrets-manager.move-current.before")?;
             deadline
                 .run("moving AWSCURRENT", store.move_current(secret_id, token, from))
                 .await?;
-            crate::failpoint!("secrets-manager.move-current.after");
+            crate::failpoint!("secrets-manager.move-current.after")?;
             // The hook sees the versions as moved, by id: a label read right after the move may
             // still answer the old version (for the SSH function, that would remove the new key).
             ctx.read_by_id(token, from);

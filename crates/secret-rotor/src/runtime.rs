@@ -176,6 +176,26 @@ impl<E: Engine> Rotor<E> {
     }
 }
 
+/// What [`run`] takes: an engine, or the result of building one from the environment (a
+/// configuration error is then answered to every invocation, as its `errorType`, rather than
+/// crashing the process at start).
+pub trait IntoEngine<E: Engine> {
+    /// The engine, or why it could not be built.
+    fn into_engine(self) -> Result<E, Error>;
+}
+
+impl<E: Engine> IntoEngine<E> for E {
+    fn into_engine(self) -> Result<E, Error> {
+        Ok(self)
+    }
+}
+
+impl<E: Engine> IntoEngine<E> for Result<E, Error> {
+    fn into_engine(self) -> Result<E, Error> {
+        self
+    }
+}
+
 /// The function's own ARN as the runtime sent it, for the check event's caller rule. Behind
 /// Lambda it is always there; without it a check event could name any secret the function's
 /// role can read, so a check event is refused, while a rotation step (which needs no caller) goes
@@ -199,13 +219,26 @@ fn caller_of<'a>(payload: &Value, invoked_function_arn: &'a str) -> Result<Optio
 ///
 /// A function binary's whole `main` (see the crate documentation for an engine):
 ///
-/// ```ignore
+/// ```no_run
+/// # use secret_rotor::{Context, Engine, Error, SecretString};
+/// # struct MyEngine;
+/// # impl MyEngine { fn from_env() -> Result<Self, Error> { Ok(MyEngine) } }
+/// # impl Engine for MyEngine {
+/// #     type Secret = SecretString;
+/// #     fn name(&self) -> &str { "mine" }
+/// #     fn parse(&self, v: &SecretString) -> Result<SecretString, Error> { Ok(v.clone()) }
+/// #     fn render(&self, v: &SecretString) -> Result<SecretString, Error> { Ok(v.clone()) }
+/// #     async fn create_pending(&self, ctx: &Context<'_, Self>) -> Result<SecretString, Error> { ctx.new_password().await }
+/// #     async fn set_pending(&self, _: &Context<'_, Self>) -> Result<(), Error> { Ok(()) }
+/// #     async fn test_pending(&self, _: &Context<'_, Self>) -> Result<(), Error> { Ok(()) }
+/// # }
 /// #[tokio::main(flavor = "current_thread")]
 /// async fn main() -> Result<(), lambda_runtime::Error> {
 ///     secret_rotor::run(MyEngine::from_env()).await
 /// }
 /// ```
-pub async fn run<E: Engine>(engine: Result<E, Error>) -> Result<(), lambda_runtime::Error> {
+pub async fn run<E: Engine>(engine: impl IntoEngine<E>) -> Result<(), lambda_runtime::Error> {
+    let engine = engine.into_engine();
     let started = Instant::now();
     crate::logging::init();
     let store = SecretsManager::from_env().await;

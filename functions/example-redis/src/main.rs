@@ -2,5 +2,5 @@
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    secret_rotor::run(Ok(rotor_example_redis::RedisAclEngine)).await
+    secret_rotor::run(rotor_example_redis::RedisAclEngine).await
 }

@@ -93,14 +93,14 @@ impl MySession {
 
     /// Runs a statement; the error never contains the statement (it may carry a password).
     async fn run(&mut self, sql: &str, what: &str, deadline: Deadline) -> Result<(), Error> {
-        secret_rotor::failpoint!("mysql.statement.before");
+        secret_rotor::failpoint!("mysql.statement.before")?;
         let conn = &mut self.conn;
         deadline
             .run(what, async {
                 conn.query_drop(sql).await.map_err(|e| statement_error(what, &e))
             })
             .await?;
-        secret_rotor::failpoint!("mysql.statement.after");
+        secret_rotor::failpoint!("mysql.statement.after")?;
         Ok(())
     }
 
@@ -110,7 +110,7 @@ impl MySession {
         account: Option<&Account>,
         deadline: Deadline,
     ) -> Result<Vec<String>, Error> {
-        secret_rotor::failpoint!("mysql.query.before");
+        secret_rotor::failpoint!("mysql.query.before")?;
         let sql = match account {
             Some(account) => format!("SHOW GRANTS FOR {}", account.sql()?),
             None => "SHOW GRANTS".to_owned(),
@@ -139,7 +139,7 @@ impl MySession {
         let mut grants = grants_of(lines.iter().map(String::as_str), whose);
         if let (Some(account), Flavour::MySql) = (account, self.version.flavour) {
             if self.version.is_mysql_8_or_later() {
-                secret_rotor::failpoint!("mysql.query.before");
+                secret_rotor::failpoint!("mysql.query.before")?;
                 let sql = format!("SHOW CREATE USER {}", account.sql()?);
                 let conn = &mut self.conn;
                 let create: Option<String> = deadline
@@ -157,7 +157,7 @@ impl MySession {
 
     /// The accounts of `user` in `mysql.user`.
     async fn accounts(&mut self, user: &str, deadline: Deadline) -> Result<Vec<AccountInfo>, Error> {
-        secret_rotor::failpoint!("mysql.query.before");
+        secret_rotor::failpoint!("mysql.query.before")?;
         let conn = &mut self.conn;
         let rows: Vec<UserRow> = deadline
             .run("reading mysql.user", async {
@@ -316,7 +316,7 @@ impl Database for Mysql {
     }
 
     async fn login(&self, secret: &DatabaseSecret, deadline: Deadline) -> Result<MySession, Error> {
-        secret_rotor::failpoint!("mysql.login.before");
+        secret_rotor::failpoint!("mysql.login.before")?;
         let mode = TlsMode::from_secret(secret.doc())?;
         let who = format!("user {} on {}:{}", secret.username, secret.host, secret.port);
         if mode == TlsMode::Disable {
@@ -426,7 +426,7 @@ impl Database for Mysql {
         // The source of truth is the user that logs in now (AWSCURRENT), whichever of the two
         // it is: what was granted to or revoked from it reaches the other at this rotation.
         let clone_account = master
-            .accounts(&pair.clone, deadline)
+            .accounts(&pair.clone_user, deadline)
             .await?
             .into_iter()
             .find(|account| account.host == *host);
@@ -454,7 +454,7 @@ impl Database for Mysql {
                 "user {} or {} is an administrator (SUPER) or the master's own account: alternating users \
                  will not set its password, or copy its privileges, through the master (rotate it with \
                  the single-user strategy, from its own secret)",
-                pair.original, pair.clone
+                pair.original, pair.clone_user
             )));
         }
         let desired = master.grants(Some(&source), deadline).await?;

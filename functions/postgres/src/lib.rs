@@ -59,7 +59,7 @@ impl Postgres {
     }
 
     async fn batch(session: &PgSession, sql: &str, what: &str, deadline: Deadline) -> Result<(), Error> {
-        secret_rotor::failpoint!("postgres.statement.before");
+        secret_rotor::failpoint!("postgres.statement.before")?;
         deadline
             .run(what, async {
                 session
@@ -69,7 +69,7 @@ impl Postgres {
                     .map_err(|e| statement_error(what, &e))
             })
             .await?;
-        secret_rotor::failpoint!("postgres.statement.after");
+        secret_rotor::failpoint!("postgres.statement.after")?;
         Ok(())
     }
 
@@ -93,7 +93,7 @@ impl Postgres {
         what: &str,
         deadline: Deadline,
     ) -> Result<Option<bool>, Error> {
-        secret_rotor::failpoint!("postgres.query.before");
+        secret_rotor::failpoint!("postgres.query.before")?;
         let value = deadline
             .run(what, async {
                 let row = session
@@ -104,7 +104,7 @@ impl Postgres {
                 Ok(row.map(|row| row.try_get::<_, bool>(0).unwrap_or(true)))
             })
             .await?;
-        secret_rotor::failpoint!("postgres.query.after");
+        secret_rotor::failpoint!("postgres.query.after")?;
         Ok(value)
     }
 
@@ -228,7 +228,7 @@ impl Database for Postgres {
     }
 
     async fn login(&self, secret: &DatabaseSecret, deadline: Deadline) -> Result<PgSession, Error> {
-        secret_rotor::failpoint!("postgres.login.before");
+        secret_rotor::failpoint!("postgres.login.before")?;
         let mode = TlsMode::from_secret(secret.doc())?;
         let mut config = tokio_postgres::Config::new();
         let statement_timeout = deadline.remaining().max(Duration::from_secs(1)).as_millis();
@@ -353,18 +353,18 @@ impl Database for Postgres {
             clone_changes.push(format!(
                 "GRANT {} TO {}",
                 sql::quote_identifier(&pair.original)?,
-                sql::quote_identifier(&pair.clone)?
+                sql::quote_identifier(&pair.clone_user)?
             ));
         }
         if clone.acts_as.as_deref() != Some(pair.original.as_str()) {
             clone_changes.push(format!(
                 "ALTER ROLE {} SET role TO {}",
-                sql::quote_identifier(&pair.clone)?,
+                sql::quote_identifier(&pair.clone_user)?,
                 sql::quote_literal(&pair.original)?
             ));
         }
         if !clone_changes.is_empty() && exists && !pair.is_clone(&pending.username) && version >= 160000 {
-            Self::check_admin_option(master, &pair.clone, deadline).await?;
+            Self::check_admin_option(master, &pair.clone_user, deadline).await?;
         }
         changes.extend(clone_changes);
         let verb = if exists { "ALTER" } else { "CREATE" };
@@ -447,7 +447,7 @@ impl Database for Postgres {
                                 count(*) FILTER (WHERE d.dbid NOT IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))) \
                          FROM pg_shdepend d WHERE d.deptype = 'o' AND d.refclassid = 'pg_authid'::regclass \
                          AND d.refobjid = (SELECT oid FROM pg_roles WHERE rolname = $1)",
-                        &[&pair.clone],
+                        &[&pair.clone_user],
                     )
                     .await
                     .map_err(|e| statement_error("counting the clone's objects", &e))
@@ -457,11 +457,11 @@ impl Database for Postgres {
         let elsewhere: i64 = owned.try_get(1).map_err(|e| Error::transient(e.to_string()))?;
         let reassign = format!(
             "REASSIGN OWNED BY {} TO {}",
-            sql::quote_identifier(&pair.clone)?,
+            sql::quote_identifier(&pair.clone_user)?,
             sql::quote_identifier(&pair.original)?
         );
         if elsewhere > 0 {
-            tracing::warn!(role = %pair.clone, objects = elsewhere, statement = %reassign,
+            tracing::warn!(role = %pair.clone_user, objects = elsewhere, statement = %reassign,
                 "the clone owns objects in other databases: run the statement there, as the clone");
         }
         if here == 0 {
@@ -474,8 +474,8 @@ impl Database for Postgres {
             deadline,
         )
         .await
-        .map_err(|e| e.context(format!("as {}, run: {reassign}", pair.clone)))?;
-        tracing::info!(role = %pair.clone, objects = here, owner = %pair.original, "handed the clone's objects to the original role");
+        .map_err(|e| e.context(format!("as {}, run: {reassign}", pair.clone_user)))?;
+        tracing::info!(role = %pair.clone_user, objects = here, owner = %pair.original, "handed the clone's objects to the original role");
         Ok(())
     }
 
@@ -554,7 +554,7 @@ impl RoleState {
         for role in roles {
             if role == pair.original {
                 state.member_of_original = true;
-            } else if role != pair.clone {
+            } else if role != pair.clone_user {
                 state.member_of.insert(role);
             }
         }

@@ -61,7 +61,7 @@ impl Remote {
         key: &Arc<PrivateKey>,
         deadline: Deadline,
     ) -> Result<Self, Error> {
-        secret_rotor::failpoint!("ssh.connect.before");
+        secret_rotor::failpoint!("ssh.connect.before")?;
         let mut offered = host.offered_algorithms();
         let mut handle = loop {
             let seen = Arc::new(Mutex::new(None));
@@ -144,7 +144,7 @@ impl Remote {
 
     /// Runs `command`, feeding it `stdin`, and collects its output and exit status.
     pub async fn run(&mut self, command: &str, stdin: &[u8], deadline: Deadline) -> Result<Output, Error> {
-        secret_rotor::failpoint!("ssh.command.before");
+        secret_rotor::failpoint!("ssh.command.before")?;
         let host = self.host.clone();
         let handle = &mut self.handle;
         deadline
