@@ -84,17 +84,7 @@ pub fn random_hex(bytes: usize) -> String {
 }
 
 /// A fresh version token in UUID form, as Secrets Manager makes them.
-pub fn new_token() -> String {
-    let h = random_hex(16);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
+pub use secret_rotor::testing::new_token;
 
 /// Creates a secret with a unique name; returns its ARN.
 pub async fn create_secret(client: &Client, prefix: &str, value: &str) -> String {

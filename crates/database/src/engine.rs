@@ -353,161 +353,139 @@ mod tests {
         }
     }
 
-    fn run<F: std::future::Future>(future: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(future)
+    #[tokio::test]
+    async fn single_user_rotates_with_no_refused_login() {
+        let case = case(Strategy::SingleUser);
+        Service::new(&case.store)
+            .rotate(&case.rotor, &case.arn)
+            .await
+            .unwrap();
+        assert!(case.logs_in(AWSCURRENT));
+        assert!(!case.logs_in(AWSPREVIOUS), "single user: one password");
+        assert_eq!(case.db.refused_logins(), 0, "{:?}", case.db.logins());
+        assert_eq!(case.db.changes(), vec!["password app"]);
     }
 
-    #[test]
-    fn single_user_rotates_with_no_refused_login() {
-        run(async {
-            let case = case(Strategy::SingleUser);
-            Service::new(&case.store)
-                .rotate(&case.rotor, &case.arn)
-                .await
-                .unwrap();
-            assert!(case.logs_in(AWSCURRENT));
-            assert!(!case.logs_in(AWSPREVIOUS), "single user: one password");
-            assert_eq!(case.db.refused_logins(), 0, "{:?}", case.db.logins());
-            assert_eq!(case.db.changes(), vec!["password app"]);
-        });
+    #[tokio::test]
+    async fn single_user_falls_back_to_previous_when_current_is_refused() {
+        let case = case(Strategy::SingleUser);
+        Service::new(&case.store)
+            .rotate(&case.rotor, &case.arn)
+            .await
+            .unwrap();
+        // The database restored from a snapshot taken before that rotation.
+        let (_, previous) = case.credentials(AWSPREVIOUS);
+        case.db.set_password("app", &previous);
+        Service::new(&case.store)
+            .rotate(&case.rotor, &case.arn)
+            .await
+            .unwrap();
+        assert!(case.logs_in(AWSCURRENT));
+        // Without a usable previous, the error says so, and nothing changes.
+        case.db.set_password("app", "something-else");
+        let changes = case.db.changes().len();
+        let (step, err) = Service::new(&case.store)
+            .rotate(&case.rotor, &case.arn)
+            .await
+            .unwrap_err();
+        assert_eq!((step, err.kind()), (Step::SetSecret, ErrorKind::Target));
+        assert!(
+            err.to_string()
+                .contains("unable to log in with previous, current or pending"),
+            "{err}"
+        );
+        assert_eq!(case.db.changes().len(), changes);
     }
 
-    #[test]
-    fn single_user_falls_back_to_previous_when_current_is_refused() {
-        run(async {
-            let case = case(Strategy::SingleUser);
-            Service::new(&case.store)
-                .rotate(&case.rotor, &case.arn)
-                .await
-                .unwrap();
-            // The database restored from a snapshot taken before that rotation.
-            let (_, previous) = case.credentials(AWSPREVIOUS);
-            case.db.set_password("app", &previous);
-            Service::new(&case.store)
-                .rotate(&case.rotor, &case.arn)
-                .await
-                .unwrap();
-            assert!(case.logs_in(AWSCURRENT));
-            // Without a usable previous, the error says so, and nothing changes.
-            case.db.set_password("app", "something-else");
-            let changes = case.db.changes().len();
-            let (step, err) = Service::new(&case.store)
-                .rotate(&case.rotor, &case.arn)
-                .await
-                .unwrap_err();
-            assert_eq!((step, err.kind()), (Step::SetSecret, ErrorKind::Target));
-            assert!(
-                err.to_string()
-                    .contains("unable to log in with previous, current or pending"),
-                "{err}"
-            );
-            assert_eq!(case.db.changes().len(), changes);
-        });
-    }
-
-    #[test]
-    fn a_pending_secret_for_another_user_is_refused_before_any_login_with_it() {
-        run(async {
-            for strategy in [Strategy::SingleUser, Strategy::AlternatingUsers] {
-                let case = case(strategy);
-                let token = new_token();
-                case.store.rotate_secret(&case.arn, &token).unwrap();
-                // The current value (its masterarn included), for another user.
-                let mut forged: Value =
-                    serde_json::from_str(case.store.value_at(&case.arn, AWSCURRENT).unwrap().expose())
-                        .unwrap();
-                (forged["username"], forged["password"]) = (json!("master"), json!("attacker-1"));
-                let forged = SecretString::from(forged.to_string());
-                case.store
-                    .put_pending(&case.arn, &token, &forged, None)
-                    .await
-                    .unwrap();
-                let err = Service::new(&case.store)
-                    .step(&case.rotor, Step::SetSecret, &case.arn, &token)
-                    .await
-                    .unwrap_err();
-                assert_eq!(err.kind(), ErrorKind::InvalidSecret, "{strategy}");
-                assert!(err.to_string().contains("refusing"), "{strategy}: {err}");
-                assert!(case.db.logins().is_empty(), "{strategy}: {:?}", case.db.logins());
-                assert!(case.db.changes().is_empty(), "{strategy}");
-            }
-        });
-    }
-
-    #[test]
-    fn alternating_users_swap_and_carry_privileges_from_whichever_is_current() {
-        run(async {
-            let case = case(Strategy::AlternatingUsers);
-            let service = Service::new(&case.store);
-            service.rotate(&case.rotor, &case.arn).await.unwrap();
-            assert_eq!(case.credentials(AWSCURRENT).0, "app_clone");
-            assert!(case.logs_in(AWSCURRENT) && case.logs_in(AWSPREVIOUS));
-            assert_eq!(case.db.privileges("app_clone"), case.db.privileges("app"));
-            // Granted to the current user (the clone), it reaches app at the next swap.
-            case.db.grant("app_clone", "write orders");
-            service.rotate(&case.rotor, &case.arn).await.unwrap();
-            assert_eq!(case.credentials(AWSCURRENT).0, "app");
-            assert!(case.db.privileges("app").contains("write orders"));
-            // testSecret names a difference.
+    #[tokio::test]
+    async fn a_pending_secret_for_another_user_is_refused_before_any_login_with_it() {
+        for strategy in [Strategy::SingleUser, Strategy::AlternatingUsers] {
+            let case = case(strategy);
             let token = new_token();
             case.store.rotate_secret(&case.arn, &token).unwrap();
-            for step in [Step::CreateSecret, Step::SetSecret] {
-                service.step(&case.rotor, step, &case.arn, &token).await.unwrap();
-            }
-            case.db.grant("app_clone", "drop everything");
-            let err = service
-                .step(&case.rotor, Step::TestSecret, &case.arn, &token)
+            // The current value (its masterarn included), for another user.
+            let mut forged: Value =
+                serde_json::from_str(case.store.value_at(&case.arn, AWSCURRENT).unwrap().expose()).unwrap();
+            (forged["username"], forged["password"]) = (json!("master"), json!("attacker-1"));
+            let forged = SecretString::from(forged.to_string());
+            case.store
+                .put_pending(&case.arn, &token, &forged, None)
+                .await
+                .unwrap();
+            let err = Service::new(&case.store)
+                .step(&case.rotor, Step::SetSecret, &case.arn, &token)
                 .await
                 .unwrap_err();
-            assert!(err.to_string().contains("drop everything"), "{err}");
-        });
+            assert_eq!(err.kind(), ErrorKind::InvalidSecret, "{strategy}");
+            assert!(err.to_string().contains("refusing"), "{strategy}: {err}");
+            assert!(case.db.logins().is_empty(), "{strategy}: {:?}", case.db.logins());
+            assert!(case.db.changes().is_empty(), "{strategy}");
+        }
     }
 
-    #[test]
-    fn alternating_users_use_the_master_only_after_current_logs_in() {
-        run(async {
-            let case = case(Strategy::AlternatingUsers);
-            case.db.set_password("app", "changed-by-someone");
-            let (step, err) = Service::new(&case.store)
-                .rotate(&case.rotor, &case.arn)
-                .await
-                .unwrap_err();
-            assert_eq!(step, Step::SetSecret);
-            assert!(
-                err.to_string().contains("the master secret was not used"),
-                "{err}"
-            );
-            assert!(
-                case.db.logins().iter().all(|(user, _)| user != "master"),
-                "{:?}",
-                case.db.logins()
-            );
-        });
+    #[tokio::test]
+    async fn alternating_users_swap_and_carry_privileges_from_whichever_is_current() {
+        let case = case(Strategy::AlternatingUsers);
+        let service = Service::new(&case.store);
+        service.rotate(&case.rotor, &case.arn).await.unwrap();
+        assert_eq!(case.credentials(AWSCURRENT).0, "app_clone");
+        assert!(case.logs_in(AWSCURRENT) && case.logs_in(AWSPREVIOUS));
+        assert_eq!(case.db.privileges("app_clone"), case.db.privileges("app"));
+        // Granted to the current user (the clone), it reaches app at the next swap.
+        case.db.grant("app_clone", "write orders");
+        service.rotate(&case.rotor, &case.arn).await.unwrap();
+        assert_eq!(case.credentials(AWSCURRENT).0, "app");
+        assert!(case.db.privileges("app").contains("write orders"));
+        // testSecret names a difference.
+        let token = new_token();
+        case.store.rotate_secret(&case.arn, &token).unwrap();
+        for step in [Step::CreateSecret, Step::SetSecret] {
+            service.step(&case.rotor, step, &case.arn, &token).await.unwrap();
+        }
+        case.db.grant("app_clone", "drop everything");
+        let err = service
+            .step(&case.rotor, Step::TestSecret, &case.arn, &token)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("drop everything"), "{err}");
     }
 
-    #[test]
-    fn alternating_users_never_rotate_the_master_into_itself() {
-        run(async {
-            let db = MemoryDatabase::new();
-            db.add_superuser("master", "master-1");
-            db.add_user("master_clone", "clone-1");
-            let store = MemoryStore::new();
-            let master = store.create_secret("master", &secret("master", "master-1", json!({})));
-            let arn = store.create_secret(
-                "clone",
-                &secret("master_clone", "clone-1", json!({"masterarn": master})),
-            );
-            let engine = DatabaseEngine::new(db.clone(), Strategy::AlternatingUsers);
-            let rotor =
-                Rotor::with_passwords(Ok(engine), store.clone(), Passwords::from_lookup(|_| None, ""));
-            let (step, err) = Service::new(&store).rotate(&rotor, &arn).await.unwrap_err();
-            assert_eq!((step, err.kind()), (Step::SetSecret, ErrorKind::InvalidSecret));
-            assert!(err.to_string().contains("into itself"), "{err}");
-            assert!(db.changes().is_empty());
-        });
+    #[tokio::test]
+    async fn alternating_users_use_the_master_only_after_current_logs_in() {
+        let case = case(Strategy::AlternatingUsers);
+        case.db.set_password("app", "changed-by-someone");
+        let (step, err) = Service::new(&case.store)
+            .rotate(&case.rotor, &case.arn)
+            .await
+            .unwrap_err();
+        assert_eq!(step, Step::SetSecret);
+        assert!(
+            err.to_string().contains("the master secret was not used"),
+            "{err}"
+        );
+        assert!(
+            case.db.logins().iter().all(|(user, _)| user != "master"),
+            "{:?}",
+            case.db.logins()
+        );
+    }
+
+    #[tokio::test]
+    async fn alternating_users_never_rotate_the_master_into_itself() {
+        let db = MemoryDatabase::new();
+        db.add_superuser("master", "master-1");
+        db.add_user("master_clone", "clone-1");
+        let store = MemoryStore::new();
+        let master = store.create_secret("master", &secret("master", "master-1", json!({})));
+        let arn = store.create_secret(
+            "clone",
+            &secret("master_clone", "clone-1", json!({"masterarn": master})),
+        );
+        let engine = DatabaseEngine::new(db.clone(), Strategy::AlternatingUsers);
+        let rotor = Rotor::with_passwords(Ok(engine), store.clone(), Passwords::from_lookup(|_| None, ""));
+        let (step, err) = Service::new(&store).rotate(&rotor, &arn).await.unwrap_err();
+        assert_eq!((step, err.kind()), (Step::SetSecret, ErrorKind::InvalidSecret));
+        assert!(err.to_string().contains("into itself"), "{err}");
+        assert!(db.changes().is_empty());
     }
 }

@@ -250,145 +250,127 @@ mod tests {
         (store, arn, rotor)
     }
 
-    fn run<F: std::future::Future>(future: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(future)
-    }
-
-    #[test]
-    fn a_rotation_moves_the_labels_and_records_the_rotation_token() {
-        run(async {
-            let (store, arn, rotor) = setup();
-            let old = store.version_with(&arn, AWSCURRENT).unwrap();
-            let token = Service::new(&store).rotate(&rotor, &arn).await.unwrap();
-            assert_eq!(store.version_with(&arn, AWSCURRENT), Some(token.clone()));
-            assert_eq!(store.version_with(&arn, AWSPREVIOUS), Some(old));
-            assert_eq!(store.version_with(&arn, AWSPENDING), None);
-            let current = store.value_at(&arn, AWSCURRENT).unwrap();
-            assert_eq!(*rotor_engine(&rotor).password.lock().unwrap(), current.expose());
-            assert_eq!(
-                store.rotation_token(&arn, &token).unwrap().expose(),
-                format!("rotation-token-{token}")
-            );
-            assert_eq!(rotor_engine(&rotor).hooks.load(Ordering::SeqCst), 1);
-            // One process, warm: the contract's minimum of calls (local passwords).
-            assert_eq!(store.count(Operation::Describe), 4);
-            assert_eq!(store.count(Operation::GetValue), 2);
-            assert_eq!(store.count(Operation::PutPending), 1);
-            assert_eq!(store.count(Operation::MoveCurrent), 1);
-        });
+    #[tokio::test]
+    async fn a_rotation_moves_the_labels_and_records_the_rotation_token() {
+        let (store, arn, rotor) = setup();
+        let old = store.version_with(&arn, AWSCURRENT).unwrap();
+        let token = Service::new(&store).rotate(&rotor, &arn).await.unwrap();
+        assert_eq!(store.version_with(&arn, AWSCURRENT), Some(token.clone()));
+        assert_eq!(store.version_with(&arn, AWSPREVIOUS), Some(old));
+        assert_eq!(store.version_with(&arn, AWSPENDING), None);
+        let current = store.value_at(&arn, AWSCURRENT).unwrap();
+        assert_eq!(*rotor_engine(&rotor).password.lock().unwrap(), current.expose());
+        assert_eq!(
+            store.rotation_token(&arn, &token).unwrap().expose(),
+            format!("rotation-token-{token}")
+        );
+        assert_eq!(rotor_engine(&rotor).hooks.load(Ordering::SeqCst), 1);
+        // One process, warm: the contract's minimum of calls (local passwords).
+        assert_eq!(store.count(Operation::Describe), 4);
+        assert_eq!(store.count(Operation::GetValue), 2);
+        assert_eq!(store.count(Operation::PutPending), 1);
+        assert_eq!(store.count(Operation::MoveCurrent), 1);
     }
 
     fn rotor_engine(rotor: &Rotor<OnePassword>) -> &OnePassword {
         rotor.engine().expect("engine")
     }
 
-    #[test]
-    fn the_preamble_refuses_before_anything_is_written() {
-        run(async {
-            let (store, arn, rotor) = setup();
-            let service = Service::new(&store);
-            // A token the secret does not know.
-            let err = service
-                .step(&rotor, Step::CreateSecret, &arn, "unknown")
-                .await
-                .unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::RotationState);
-            assert!(err.to_string().contains("has no stage for rotation"), "{err}");
-            // A known version that is neither AWSPENDING nor AWSCURRENT (AWSPREVIOUS after a
-            // rotation), and the current version itself (nothing to do).
-            let first = store.version_with(&arn, AWSCURRENT).unwrap();
-            let second = service.rotate(&rotor, &arn).await.unwrap();
-            let err = service
-                .step(&rotor, Step::CreateSecret, &arn, &first)
-                .await
-                .unwrap_err();
-            assert!(err.to_string().contains("not set as AWSPENDING"), "{err}");
-            let again = service
-                .step(&rotor, Step::SetSecret, &arn, &second)
-                .await
-                .unwrap();
-            assert_eq!(again, Outcome::AlreadyCurrent);
-            let puts = store.count(Operation::PutPending);
-            // Rotation disabled.
-            let token = new_token();
-            store.rotate_secret(&arn, &token).unwrap();
-            store.set_rotation(&arn, Some(false), None);
-            let err = service
-                .step(&rotor, Step::CreateSecret, &arn, &token)
-                .await
-                .unwrap_err();
-            assert!(err.to_string().contains("not enabled for rotation"), "{err}");
-            assert_eq!(store.count(Operation::PutPending), puts, "nothing written");
-        });
+    #[tokio::test]
+    async fn the_preamble_refuses_before_anything_is_written() {
+        let (store, arn, rotor) = setup();
+        let service = Service::new(&store);
+        // A token the secret does not know.
+        let err = service
+            .step(&rotor, Step::CreateSecret, &arn, "unknown")
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::RotationState);
+        assert!(err.to_string().contains("has no stage for rotation"), "{err}");
+        // A known version that is neither AWSPENDING nor AWSCURRENT (AWSPREVIOUS after a
+        // rotation), and the current version itself (nothing to do).
+        let first = store.version_with(&arn, AWSCURRENT).unwrap();
+        let second = service.rotate(&rotor, &arn).await.unwrap();
+        let err = service
+            .step(&rotor, Step::CreateSecret, &arn, &first)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not set as AWSPENDING"), "{err}");
+        let again = service
+            .step(&rotor, Step::SetSecret, &arn, &second)
+            .await
+            .unwrap();
+        assert_eq!(again, Outcome::AlreadyCurrent);
+        let puts = store.count(Operation::PutPending);
+        // Rotation disabled.
+        let token = new_token();
+        store.rotate_secret(&arn, &token).unwrap();
+        store.set_rotation(&arn, Some(false), None);
+        let err = service
+            .step(&rotor, Step::CreateSecret, &arn, &token)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not enabled for rotation"), "{err}");
+        assert_eq!(store.count(Operation::PutPending), puts, "nothing written");
     }
 
-    #[test]
-    fn a_retried_create_keeps_the_first_password() {
-        run(async {
-            let (store, arn, rotor) = setup();
-            let service = Service::new(&store);
-            let token = new_token();
-            store.rotate_secret(&arn, &token).unwrap();
-            let first = service
-                .step(&rotor, Step::CreateSecret, &arn, &token)
-                .await
-                .unwrap();
-            let stored = store.value_of(&arn, &token).unwrap();
-            let again = service
-                .step(&rotor, Step::CreateSecret, &arn, &token)
-                .await
-                .unwrap();
-            assert_eq!((first, again), (Outcome::Created, Outcome::AlreadyCreated));
-            assert_eq!(store.value_of(&arn, &token).unwrap().expose(), stored.expose());
-            assert_eq!(store.count(Operation::PutPending), 1);
-        });
+    #[tokio::test]
+    async fn a_retried_create_keeps_the_first_password() {
+        let (store, arn, rotor) = setup();
+        let service = Service::new(&store);
+        let token = new_token();
+        store.rotate_secret(&arn, &token).unwrap();
+        let first = service
+            .step(&rotor, Step::CreateSecret, &arn, &token)
+            .await
+            .unwrap();
+        let stored = store.value_of(&arn, &token).unwrap();
+        let again = service
+            .step(&rotor, Step::CreateSecret, &arn, &token)
+            .await
+            .unwrap();
+        assert_eq!((first, again), (Outcome::Created, Outcome::AlreadyCreated));
+        assert_eq!(store.value_of(&arn, &token).unwrap().expose(), stored.expose());
+        assert_eq!(store.count(Operation::PutPending), 1);
     }
 
-    #[test]
-    fn a_failed_move_is_retried_and_converges_with_the_hook_run_again_on_a_retried_finish() {
-        run(async {
-            let (store, arn, rotor) = setup();
-            let service = Service::new(&store);
-            store.fail_next(Operation::MoveCurrent, Error::transient("throttled"));
-            let (step, err) = service.rotate(&rotor, &arn).await.unwrap_err();
-            assert_eq!((step, err.kind()), (Step::FinishSecret, ErrorKind::Transient));
-            let token = store.version_with(&arn, AWSPENDING).unwrap();
-            assert_ne!(store.version_with(&arn, AWSCURRENT), Some(token.clone()));
-            // The service retries the whole rotation with the same token.
-            service.resume(&rotor, &arn, &token).await.unwrap();
-            assert_eq!(store.version_with(&arn, AWSCURRENT), Some(token.clone()));
-            let finished_again = service
-                .step(&rotor, Step::FinishSecret, &arn, &token)
-                .await
-                .unwrap();
-            assert_eq!(finished_again, Outcome::AlreadyCurrent);
-            assert_eq!(rotor_engine(&rotor).hooks.load(Ordering::SeqCst), 2);
-        });
+    #[tokio::test]
+    async fn a_failed_move_is_retried_and_converges_with_the_hook_run_again_on_a_retried_finish() {
+        let (store, arn, rotor) = setup();
+        let service = Service::new(&store);
+        store.fail_next(Operation::MoveCurrent, Error::transient("throttled"));
+        let (step, err) = service.rotate(&rotor, &arn).await.unwrap_err();
+        assert_eq!((step, err.kind()), (Step::FinishSecret, ErrorKind::Transient));
+        let token = store.version_with(&arn, AWSPENDING).unwrap();
+        assert_ne!(store.version_with(&arn, AWSCURRENT), Some(token.clone()));
+        // The service retries the whole rotation with the same token.
+        service.resume(&rotor, &arn, &token).await.unwrap();
+        assert_eq!(store.version_with(&arn, AWSCURRENT), Some(token.clone()));
+        let finished_again = service
+            .step(&rotor, Step::FinishSecret, &arn, &token)
+            .await
+            .unwrap();
+        assert_eq!(finished_again, Outcome::AlreadyCurrent);
+        assert_eq!(rotor_engine(&rotor).hooks.load(Ordering::SeqCst), 2);
     }
 
-    #[test]
-    fn the_store_refuses_another_value_for_a_token_and_moves_only_from_current() {
-        run(async {
-            let store = MemoryStore::new();
-            let arn = store.create_secret("s", &SecretString::from("a"));
-            let token = new_token();
-            store.rotate_secret(&arn, &token).unwrap();
-            let value = SecretString::from("b");
-            store.put_pending(&arn, &token, &value, None).await.unwrap();
-            store.put_pending(&arn, &token, &value, None).await.unwrap();
-            let other = SecretString::from("c");
-            let err = store.put_pending(&arn, &token, &other, None).await.unwrap_err();
-            assert!(err.to_string().contains("ResourceExistsException"), "{err}");
-            let err = store.move_current(&arn, &token, Some(&token)).await.unwrap_err();
-            assert!(err.to_string().contains("RemoveFromVersionId"), "{err}");
-            assert_eq!(
-                store.get_value(&arn, Version::Stage(AWSPREVIOUS)).await.unwrap(),
-                None
-            );
-        });
+    #[tokio::test]
+    async fn the_store_refuses_another_value_for_a_token_and_moves_only_from_current() {
+        let store = MemoryStore::new();
+        let arn = store.create_secret("s", &SecretString::from("a"));
+        let token = new_token();
+        store.rotate_secret(&arn, &token).unwrap();
+        let value = SecretString::from("b");
+        store.put_pending(&arn, &token, &value, None).await.unwrap();
+        store.put_pending(&arn, &token, &value, None).await.unwrap();
+        let other = SecretString::from("c");
+        let err = store.put_pending(&arn, &token, &other, None).await.unwrap_err();
+        assert!(err.to_string().contains("ResourceExistsException"), "{err}");
+        let err = store.move_current(&arn, &token, Some(&token)).await.unwrap_err();
+        assert!(err.to_string().contains("RemoveFromVersionId"), "{err}");
+        assert_eq!(
+            store.get_value(&arn, Version::Stage(AWSPREVIOUS)).await.unwrap(),
+            None
+        );
     }
 }

@@ -156,6 +156,21 @@ impl Postgres {
         .transpose()
     }
 
+    /// The role the session acts as (`current_user`).
+    async fn current_user(session: &PgSession, deadline: Deadline) -> Result<String, Error> {
+        deadline
+            .run("reading current_user", async {
+                let row = session
+                    .client
+                    .query_one("SELECT current_user::text", &[])
+                    .await
+                    .map_err(|e| statement_error("SELECT current_user", &e))?;
+                row.try_get::<_, String>(0)
+                    .map_err(|e| Error::transient(e.to_string()))
+            })
+            .await
+    }
+
     /// PostgreSQL 16+: a non-superuser master needs ADMIN OPTION on a role to change its
     /// password or grant it; say which GRANT fixes it instead of failing on "permission denied".
     async fn check_admin_option(session: &PgSession, role: &str, deadline: Deadline) -> Result<(), Error> {
@@ -170,17 +185,7 @@ impl Postgres {
         if admin {
             return Ok(());
         }
-        let master = deadline
-            .run("reading current_user", async {
-                let row = session
-                    .client
-                    .query_one("SELECT current_user::text", &[])
-                    .await
-                    .map_err(|e| statement_error("SELECT current_user", &e))?;
-                row.try_get::<_, String>(0)
-                    .map_err(|e| Error::transient(e.to_string()))
-            })
-            .await?;
+        let master = Self::current_user(session, deadline).await?;
         Err(Error::target(format!(
             "on PostgreSQL 16+ the master user {master} needs ADMIN OPTION on role {role} to change its password \
              and grant it; as a superuser (rds_superuser on RDS) run: GRANT {} TO {} WITH ADMIN OPTION",
@@ -487,17 +492,7 @@ impl Database for Postgres {
         current: &DatabaseSecret,
         deadline: Deadline,
     ) -> Result<(), Error> {
-        let acting = deadline
-            .run("reading current_user", async {
-                let row = pending_session
-                    .client
-                    .query_one("SELECT current_user::text", &[])
-                    .await
-                    .map_err(|e| statement_error("SELECT current_user", &e))?;
-                row.try_get::<_, String>(0)
-                    .map_err(|e| Error::transient(e.to_string()))
-            })
-            .await?;
+        let acting = Self::current_user(pending_session, deadline).await?;
         if acting != pair.original {
             return Err(Error::target(format!(
                 "user {}'s sessions act as role {acting}, not as {}, the role that owns what either user creates",
