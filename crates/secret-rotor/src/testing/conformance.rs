@@ -90,6 +90,19 @@ struct Subject<E: Engine> {
     rotor: Rotor<E>,
 }
 
+impl<E: Engine> Subject<E> {
+    /// A rotation begun as the service begins one (a new token labelled `AWSPENDING`): the token,
+    /// and the version that was current.
+    fn begin(&self, name: &str) -> (String, Option<String>) {
+        let previous = self.store.version_with(&self.arn, AWSCURRENT);
+        let token = new_token();
+        self.store
+            .rotate_secret(&self.arn, &token)
+            .unwrap_or_else(|e| panic!("{name}: RotateSecret: {e}"));
+        (token, previous)
+    }
+}
+
 impl<'t, T: Target> Conformance<'t, T> {
     /// The suite for the engine called `name` (in messages) against `target`.
     pub fn new(name: &str, target: &'t T) -> Self {
@@ -234,12 +247,7 @@ impl<'t, T: Target> Conformance<'t, T> {
     {
         let subject = self.subject(fresh).await;
         let service = Service::new(&subject.store);
-        let previous = subject.store.version_with(&subject.arn, AWSCURRENT);
-        let token = new_token();
-        subject
-            .store
-            .rotate_secret(&subject.arn, &token)
-            .unwrap_or_else(|e| panic!("{}: RotateSecret: {e}", self.name));
+        let (token, previous) = subject.begin(&self.name);
         let mut pending = None;
         for step in Step::ALL {
             for attempt in 1..=2 {
@@ -295,15 +303,10 @@ impl<'t, T: Target> Conformance<'t, T> {
     {
         let subject = self.subject(fresh).await;
         let service = Service::new(&subject.store);
-        let previous = subject.store.version_with(&subject.arn, AWSCURRENT);
         subject
             .store
             .fail_next(operation, Error::transient(format!("{operation:?} throttled")));
-        let token = new_token();
-        subject
-            .store
-            .rotate_secret(&subject.arn, &token)
-            .unwrap_or_else(|e| panic!("{}: RotateSecret: {e}", self.name));
+        let (token, previous) = subject.begin(&self.name);
         let when = format!("{operation:?} failed once");
         if let Err((step, e)) = service.resume(&subject.rotor, &subject.arn, &token).await {
             assert!(
@@ -341,12 +344,7 @@ impl<'t, T: Target> Conformance<'t, T> {
         for (index, expected) in points.iter().enumerate() {
             let subject = self.subject(fresh).await;
             let service = Service::new(&subject.store);
-            let previous = subject.store.version_with(&subject.arn, AWSCURRENT);
-            let token = new_token();
-            subject
-                .store
-                .rotate_secret(&subject.arn, &token)
-                .unwrap_or_else(|e| panic!("{name}: RotateSecret: {e}"));
+            let (token, previous) = subject.begin(name);
             failpoint::fail_at(index);
             let crashed = service.resume(&subject.rotor, &subject.arn, &token).await;
             let point = failpoint::off().first().copied().unwrap_or("(not reached)");
