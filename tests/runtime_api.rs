@@ -7,13 +7,14 @@
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client;
-use rotor_cli::invoke::InvokeClient;
+use rotor_cli::invoke::{InvokeClient, InvokeStep};
 use rotor_tests::fixtures;
 use rotor_tests::lambda::LambdaFunction;
 use rotor_tests::mariadb_server::MariaDb;
 use rotor_tests::postgres_server::PgServer;
 use rotor_tests::ssh_hosts::SshHost;
 use rotor_tests::*;
+use secret_rotor::driver::Driver;
 use secret_rotor::Step;
 use serde_json::{json, Value};
 
@@ -22,17 +23,21 @@ use serde_json::{json, Value};
 async fn rotate_through_invoke_api(function: &LambdaFunction, client: &Client, arn: &str) -> Vec<String> {
     let invoker = InvokeClient::new(&function.invoke_endpoint).expect("endpoint");
     let token = new_token();
-    let rotation_token = format!("rotation-token-{}", random_hex(16));
     start_rotation(client, arn, &token).await;
-    for step in Step::ALL {
-        let event = json!({"Step": step.as_str(), "SecretId": arn, "ClientRequestToken": token,
-                           "RotationToken": rotation_token});
-        if let Err(err) = invoker
-            .invoke(&function.name, &event, Duration::from_secs(60))
-            .await
-        {
-            panic!("{}: {step} failed: {err}\n{}", function.name, function.logs());
-        }
+    // The framework's driver; each event carries a RotationToken, as the service's do.
+    let steps = InvokeStep {
+        client: &invoker,
+        function: &function.name,
+        timeout: Duration::from_secs(60),
+    };
+    let driver = Driver::steps_only(&steps);
+    let rotation_token = driver
+        .event(Step::CreateSecret, arn, &token)
+        .rotation_token
+        .map(|t| t.expose().to_owned())
+        .expect("the driver sends a RotationToken");
+    if let Err((step, err)) = driver.steps(arn, &token, &Step::ALL, |_| ()).await {
+        panic!("{}: {step} failed: {err}\n{}", function.name, function.logs());
     }
     end_rotation(client, arn, &token).await;
     let current = value_at(client, arn, "AWSCURRENT").await;

@@ -25,6 +25,7 @@ use std::time::Duration;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use aws_sdk_secretsmanager::types::RotationRulesType;
 use aws_sdk_secretsmanager::Client;
+use secret_rotor::driver::{Driver, InProcess, RotationService};
 use secret_rotor::{
     BoxFuture, Deadline, Engine, Error, Outcome, PasswordPolicy, Passwords, RotationEvent, Rotor,
     SecretDescription, SecretString, SecretsManager, SecretsStore, Step, Version, AWSCURRENT, AWSPREVIOUS,
@@ -216,9 +217,12 @@ pub fn event(step: Step, secret_arn: &str, token: &str) -> RotationEvent {
     }
 }
 
+/// A generous time for one in-process invocation.
+pub const STEP_TIME: Duration = Duration::from_secs(30);
+
 /// A generous deadline for in-process invocations.
 pub fn deadline() -> Deadline {
-    Deadline::after(Duration::from_secs(30))
+    Deadline::after(STEP_TIME)
 }
 
 /// The Secrets Manager operations a [`Recording`] store saw, with the secret each was about.
@@ -451,18 +455,48 @@ pub async fn begin_rotation<E: Engine>(rotor: &Rotor<E>, client: &Client, secret
     token
 }
 
-/// Plays one whole rotation the way Secrets Manager does: start it, run the four steps, clear
-/// `AWSPENDING`. Returns the first failing step's error.
+/// The stack's Secrets Manager API as the service side of the framework's [`Driver`]: begins a
+/// rotation with [`start_rotation`], ends it with [`end_rotation`].
+pub struct StackService<'a>(pub &'a Client);
+
+impl RotationService for StackService<'_> {
+    fn begin<'a>(&'a self, secret_id: &'a str, token: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            start_rotation(self.0, secret_id, token).await;
+            Ok(())
+        })
+    }
+
+    fn end<'a>(&'a self, secret_id: &'a str, token: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            end_rotation(self.0, secret_id, token).await;
+            Ok(())
+        })
+    }
+}
+
+fn outcomes(steps: Vec<(Step, Option<Outcome>)>) -> HashMap<Step, Outcome> {
+    steps
+        .into_iter()
+        .filter_map(|(step, outcome)| Some((step, outcome?)))
+        .collect()
+}
+
+/// Plays one whole rotation the way Secrets Manager does (the framework's [`Driver`] on the
+/// stack's API, in process): start it, run the four steps, clear `AWSPENDING`. Returns the
+/// first failing step's error.
 pub async fn rotate_fully<E: Engine>(
     rotor: &Rotor<E>,
     client: &Client,
     secret_arn: &str,
     token: &str,
 ) -> Result<HashMap<Step, Outcome>, (Step, Error)> {
-    start_rotation(client, secret_arn, token).await;
-    let outcomes = run_steps(rotor, secret_arn, token).await?;
-    end_rotation(client, secret_arn, token).await;
-    Ok(outcomes)
+    let invoker = InProcess::new(rotor, STEP_TIME);
+    Driver::new(&StackService(client), &invoker)
+        .with_rotation_token(false)
+        .rotate_with(secret_arn, token)
+        .await
+        .map(outcomes)
 }
 
 /// Invokes the four steps in order, stopping at the first failure.
@@ -471,15 +505,12 @@ pub async fn run_steps<E: Engine>(
     secret_arn: &str,
     token: &str,
 ) -> Result<HashMap<Step, Outcome>, (Step, Error)> {
-    let mut outcomes = HashMap::new();
-    for step in Step::ALL {
-        let outcome = rotor
-            .handle(&event(step, secret_arn, token), deadline())
-            .await
-            .map_err(|e| (step, e))?;
-        outcomes.insert(step, outcome);
-    }
-    Ok(outcomes)
+    let invoker = InProcess::new(rotor, STEP_TIME);
+    Driver::steps_only(&invoker)
+        .with_rotation_token(false)
+        .steps(secret_arn, token, &Step::ALL, |_| ())
+        .await
+        .map(outcomes)
 }
 
 /// Log lines captured from the framework's JSON subscriber.

@@ -24,6 +24,8 @@ use rotor_tests::mariadb_server::MariaDb;
 use rotor_tests::postgres_server::{ident, PgServer};
 use rotor_tests::ssh_hosts::SshHost;
 use rotor_tests::*;
+use secret_rotor::driver::{Driver, Progress, StepInvoker};
+use secret_rotor::{BoxFuture, Outcome, RotationEvent, Step};
 use serde_json::{json, Value};
 
 use crate::runtime::RuntimeApi;
@@ -115,14 +117,20 @@ impl Function {
         Ok(Function { api, child, spawned })
     }
 
-    async fn step(&self, step: &str, arn: &str, token: &str) -> Result<Duration> {
-        let started = Instant::now();
-        let event = json!({"Step": step, "SecretId": arn, "ClientRequestToken": token});
-        self.api
-            .invoke(&event, TIMEOUT)
+    /// Invokes `steps` for `token` through the framework's driver (events as the service sends
+    /// them, without a RotationToken); each step's time, in order.
+    async fn steps(&self, steps: &[Step], arn: &str, token: &str) -> Result<Vec<Duration>> {
+        let mut times = Vec::with_capacity(steps.len());
+        Driver::steps_only(self)
+            .with_rotation_token(false)
+            .steps(arn, token, steps, |progress| {
+                if let Progress::Finished(_, _, elapsed) = progress {
+                    times.push(elapsed);
+                }
+            })
             .await
-            .map_err(|e| format!("{step}: {e}"))?;
-        Ok(started.elapsed())
+            .map_err(|(step, e)| format!("{step}: {e}"))?;
+        Ok(times)
     }
 
     /// The process's open file descriptors now.
@@ -138,6 +146,23 @@ impl Function {
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap_or(0)
+    }
+}
+
+impl StepInvoker for Function {
+    type Error = String;
+
+    fn invoke<'a>(
+        &'a self,
+        event: &'a RotationEvent,
+    ) -> BoxFuture<'a, std::result::Result<Option<Outcome>, String>> {
+        Box::pin(async move {
+            self.api
+                .invoke(&event.to_json(), TIMEOUT)
+                .await
+                .map(|_| None)
+                .map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -157,11 +182,11 @@ async fn rotation(
     let token = new_token();
     start_rotation(client, arn, &token).await;
     let mut times = [Duration::ZERO; 4];
-    for (i, step) in ["createSecret", "setSecret", "testSecret", "finishSecret"]
-        .iter()
-        .enumerate()
+    for (slot, time) in times
+        .iter_mut()
+        .zip(function.steps(&Step::ALL, arn, &token).await?)
     {
-        times[i] = function.step(step, arn, &token).await?;
+        *slot = time;
     }
     end_rotation(client, arn, &token).await;
     Ok(times)
@@ -309,11 +334,17 @@ async fn measure(
         let token = new_token();
         start_rotation(&client, &subject.arn, &token).await;
         let function = Function::start(program, env, endpoint).await?;
-        function.step("createSecret", &subject.arn, &token).await?;
+        function
+            .steps(&[Step::CreateSecret], &subject.arn, &token)
+            .await?;
         figures.cold.push(ms(function.spawned.elapsed()));
-        for step in ["setSecret", "testSecret", "finishSecret"] {
-            function.step(step, &subject.arn, &token).await?;
-        }
+        function
+            .steps(
+                &[Step::SetSecret, Step::TestSecret, Step::FinishSecret],
+                &subject.arn,
+                &token,
+            )
+            .await?;
         end_rotation(&client, &subject.arn, &token).await;
         // Warm rotations.
         for _ in 0..3 {
@@ -691,12 +722,11 @@ async fn ssh_fleet_run(size: usize, binary: &Path, endpoint: &str) -> Result<()>
             let token = new_token();
             start_rotation(&client, &arn, &token).await;
             let at_rest = function.open_descriptors();
-            let mut times = Vec::new();
             let mut peak = 0;
-            for step in ["createSecret", "setSecret", "testSecret", "finishSecret"] {
-                let call = function.step(step, &arn, &token);
+            let times: Vec<f64> = {
+                let call = function.steps(&Step::ALL, &arn, &token);
                 tokio::pin!(call);
-                let time = loop {
+                let times = loop {
                     tokio::select! {
                         result = &mut call => break result?,
                         _ = tokio::time::sleep(Duration::from_millis(1)) => {
@@ -704,8 +734,8 @@ async fn ssh_fleet_run(size: usize, binary: &Path, endpoint: &str) -> Result<()>
                         }
                     }
                 };
-                times.push(ms(time));
-            }
+                times.into_iter().map(ms).collect()
+            };
             end_rotation(&client, &arn, &token).await;
             println!(
                 "| {concurrency} | {rotation} | {:.1} | {:.1} | {:.1} | {:.1} | {peak} | {at_rest} |",

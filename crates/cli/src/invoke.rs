@@ -33,6 +33,33 @@ impl fmt::Display for InvokeError {
 
 impl std::error::Error for InvokeError {}
 
+/// Rotation steps through the Invoke API, for the framework's [`Driver`](secret_rotor::driver::Driver):
+/// each step invokes `function`, waiting at most `timeout`.
+pub struct InvokeStep<'a> {
+    /// The Invoke API.
+    pub client: &'a InvokeClient,
+    /// The function's name.
+    pub function: &'a str,
+    /// How long one step may take.
+    pub timeout: Duration,
+}
+
+impl secret_rotor::driver::StepInvoker for InvokeStep<'_> {
+    type Error = InvokeError;
+
+    fn invoke<'a>(
+        &'a self,
+        event: &'a secret_rotor::RotationEvent,
+    ) -> secret_rotor::BoxFuture<'a, Result<Option<secret_rotor::Outcome>, InvokeError>> {
+        Box::pin(async move {
+            self.client
+                .invoke(self.function, &event.to_json(), self.timeout)
+                .await
+                .map(|_| None)
+        })
+    }
+}
+
 /// The Invoke API at `http://host:port`.
 #[derive(Debug, Clone)]
 pub struct InvokeClient {

@@ -10,9 +10,10 @@ use aws_sdk_secretsmanager::Client;
 use secret_rotor::Step;
 use serde_json::{json, Value};
 
-use crate::invoke::{InvokeClient, InvokeError};
+use crate::invoke::{InvokeClient, InvokeError, InvokeStep};
 use crate::output::Output;
 use crate::{new_token, CliError, Exit};
+use secret_rotor::driver::{Driver, Progress};
 use secret_rotor::{AWSCURRENT, AWSPENDING};
 
 /// What `rotate` was asked to do.
@@ -136,47 +137,60 @@ async fn rotate_locally(
         }
     };
     out.say(format!("token {token}"));
-    for step in steps {
-        let event = json!({"Step": step.as_str(), "SecretId": arn, "ClientRequestToken": token});
-        out.progress(format!("  {step:<13} running…"));
-        let started = Instant::now();
-        let result = invoker.invoke(function, &event, args.timeout).await;
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        out.progress_done();
-        match result {
-            Ok(_) => {
-                out.say(format!("  {step:<13} ok      {ms:8.1} ms"));
-                out.push(
-                    "steps",
-                    json!({"step": step.as_str(), "ok": true, "duration_ms": ms}),
-                );
-            }
-            Err(err) => {
-                out.say(format!("  {step:<13} FAILED  {ms:8.1} ms  {err}"));
-                let (error_type, message) = match &err {
-                    InvokeError::Function { error_type, message } => (error_type.clone(), message.clone()),
-                    InvokeError::Unreachable(why) => ("InvokeApiUnreachable".to_owned(), why.clone()),
-                };
-                out.push(
-                    "steps",
-                    json!({"step": step.as_str(), "ok": false, "duration_ms": ms,
-                           "error_type": error_type, "error": message}),
-                );
-                let exit = match &err {
-                    InvokeError::Unreachable(_) => Exit::Transient,
-                    InvokeError::Function { error_type, .. }
-                        if error_type == "TransientError" || error_type == "TimeoutError" =>
-                    {
-                        Exit::Transient
+    // The framework's driver, as tests and the benchmark use it; events as the service sends
+    // them, without a RotationToken (only the service has one).
+    let step_invoker = InvokeStep {
+        client: &invoker,
+        function,
+        timeout: args.timeout,
+    };
+    let driven = Driver::steps_only(&step_invoker)
+        .with_rotation_token(false)
+        .steps(arn, token, &steps, |progress| match progress {
+            Progress::Started(step) => out.progress(format!("  {step:<13} running…")),
+            Progress::Finished(step, result, elapsed) => {
+                let ms = elapsed.as_secs_f64() * 1000.0;
+                out.progress_done();
+                match result {
+                    Ok(_) => {
+                        out.say(format!("  {step:<13} ok      {ms:8.1} ms"));
+                        out.push(
+                            "steps",
+                            json!({"step": step.as_str(), "ok": true, "duration_ms": ms}),
+                        );
                     }
-                    InvokeError::Function { .. } => Exit::Failed,
-                };
-                return Err(CliError {
-                    exit,
-                    message: format!("{step} failed: {err}"),
-                });
+                    Err(err) => {
+                        out.say(format!("  {step:<13} FAILED  {ms:8.1} ms  {err}"));
+                        let (error_type, message) = match err {
+                            InvokeError::Function { error_type, message } => {
+                                (error_type.clone(), message.clone())
+                            }
+                            InvokeError::Unreachable(why) => ("InvokeApiUnreachable".to_owned(), why.clone()),
+                        };
+                        out.push(
+                            "steps",
+                            json!({"step": step.as_str(), "ok": false, "duration_ms": ms,
+                                   "error_type": error_type, "error": message}),
+                        );
+                    }
+                }
             }
-        }
+        })
+        .await;
+    if let Err((step, err)) = driven {
+        let exit = match &err {
+            InvokeError::Unreachable(_) => Exit::Transient,
+            InvokeError::Function { error_type, .. }
+                if error_type == "TransientError" || error_type == "TimeoutError" =>
+            {
+                Exit::Transient
+            }
+            InvokeError::Function { .. } => Exit::Failed,
+        };
+        return Err(CliError {
+            exit,
+            message: format!("{step} failed: {err}"),
+        });
     }
     if args.step.is_none() || args.step == Some(Step::FinishSecret) {
         // What the service does once finishSecret succeeded.

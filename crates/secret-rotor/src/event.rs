@@ -90,6 +90,27 @@ pub struct RotationEvent {
 }
 
 impl RotationEvent {
+    /// The invocation payload Secrets Manager sends (the `RotationToken` included, in clear: it
+    /// is what a driver sends to the function).
+    ///
+    /// ```
+    /// use secret_rotor::{RotationEvent, Step};
+    /// let payload = serde_json::json!({"Step": "setSecret", "SecretId": "arn:s",
+    ///                                  "ClientRequestToken": "t", "RotationToken": "r"});
+    /// assert_eq!(RotationEvent::from_json(&payload).unwrap().to_json(), payload);
+    /// ```
+    pub fn to_json(&self) -> Value {
+        let mut payload = serde_json::json!({
+            "Step": self.step.as_str(),
+            "SecretId": self.secret_id,
+            "ClientRequestToken": self.client_request_token,
+        });
+        if let Some(token) = &self.rotation_token {
+            payload["RotationToken"] = Value::String(token.expose().to_owned());
+        }
+        payload
+    }
+
     /// Parses the raw invocation payload.
     ///
     /// ```

@@ -39,8 +39,9 @@ pub mod conformance;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::driver::{Driver, InProcess, RotationService};
 use crate::error::{Error, ErrorKind};
-use crate::event::{RotationEvent, Step};
+use crate::event::Step;
 use crate::password::PasswordPolicy;
 use crate::runtime::Rotor;
 use crate::secret::SecretString;
@@ -406,10 +407,24 @@ impl SecretsStore for MemoryStore {
     }
 }
 
-/// Plays the service's part of rotations on a [`MemoryStore`].
+impl RotationService for MemoryStore {
+    fn begin<'a>(&'a self, secret_id: &'a str, token: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move { self.rotate_secret(secret_id, token) })
+    }
+
+    fn end<'a>(&'a self, secret_id: &'a str, token: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            self.clear_pending(secret_id, token);
+            Ok(())
+        })
+    }
+}
+
+/// The service's part of rotations on a [`MemoryStore`], for a [`Rotor`] in this process: the
+/// [`Driver`] with the store and [`InProcess`] steps.
 pub struct Service<'a> {
     store: &'a MemoryStore,
-    deadline: std::time::Duration,
+    step_time: std::time::Duration,
 }
 
 impl<'a> Service<'a> {
@@ -417,24 +432,14 @@ impl<'a> Service<'a> {
     pub fn new(store: &'a MemoryStore) -> Self {
         Self {
             store,
-            deadline: std::time::Duration::from_secs(30),
+            step_time: std::time::Duration::from_secs(30),
         }
     }
 
-    /// Each step's deadline.
-    pub fn with_deadline(mut self, deadline: std::time::Duration) -> Self {
-        self.deadline = deadline;
+    /// Each step's time.
+    pub fn with_step_time(mut self, step_time: std::time::Duration) -> Self {
+        self.step_time = step_time;
         self
-    }
-
-    /// The event of `step` for `token`.
-    pub fn event(&self, step: Step, secret_id: &str, token: &str) -> RotationEvent {
-        RotationEvent {
-            step,
-            secret_id: secret_id.to_owned(),
-            client_request_token: token.to_owned(),
-            rotation_token: Some(SecretString::from(format!("rotation-token-{token}"))),
-        }
     }
 
     /// One step through `rotor`, as the service invokes it.
@@ -445,12 +450,9 @@ impl<'a> Service<'a> {
         secret_id: &str,
         token: &str,
     ) -> Result<crate::Outcome, Error> {
-        rotor
-            .handle(
-                &self.event(step, secret_id, token),
-                Deadline::after(self.deadline),
-            )
-            .await
+        let invoker = InProcess::new(rotor, self.step_time);
+        let event = Driver::new(self.store, &invoker).event(step, secret_id, token);
+        rotor.handle(&event, Deadline::after(self.step_time)).await
     }
 
     /// A whole rotation with a new token: `RotateSecret`, the four steps, `AWSPENDING` cleared.
@@ -462,10 +464,10 @@ impl<'a> Service<'a> {
         secret_id: &str,
     ) -> Result<String, (Step, Error)> {
         let token = new_token();
-        self.store
-            .rotate_secret(secret_id, &token)
-            .map_err(|e| (Step::CreateSecret, e))?;
-        self.resume(rotor, secret_id, &token).await?;
+        let invoker = InProcess::new(rotor, self.step_time);
+        Driver::new(self.store, &invoker)
+            .rotate_with(secret_id, &token)
+            .await?;
         Ok(token)
     }
 
@@ -476,13 +478,11 @@ impl<'a> Service<'a> {
         secret_id: &str,
         token: &str,
     ) -> Result<(), (Step, Error)> {
-        for step in Step::ALL {
-            self.step(rotor, step, secret_id, token)
-                .await
-                .map_err(|e| (step, e))?;
-        }
-        self.store.clear_pending(secret_id, token);
-        Ok(())
+        let invoker = InProcess::new(rotor, self.step_time);
+        Driver::new(self.store, &invoker)
+            .resume(secret_id, token)
+            .await
+            .map(drop)
     }
 }
 
