@@ -26,6 +26,8 @@ use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use aws_sdk_secretsmanager::types::RotationRulesType;
 use aws_sdk_secretsmanager::Client;
 use secret_rotor::driver::{Driver, InProcess, RotationService};
+use secret_rotor::testing::conformance::KitStore;
+use secret_rotor::testing::Operation;
 use secret_rotor::{
     BoxFuture, Deadline, Engine, Error, Outcome, PasswordPolicy, Passwords, RotationEvent, Rotor,
     SecretDescription, SecretString, SecretsManager, SecretsStore, Step, Version, AWSCURRENT, AWSPREVIOUS,
@@ -236,7 +238,9 @@ type LabelsBefore = (String, Option<String>);
 #[derive(Clone)]
 pub struct Recording {
     inner: SecretsManager,
+    client: Client,
     calls: CallLog,
+    failures: Arc<Mutex<Vec<(Operation, Error)>>>,
     hide_rotation_enabled: bool,
     fixed_password: Option<String>,
     stale_labels: Option<Arc<Mutex<Option<LabelsBefore>>>>,
@@ -246,8 +250,10 @@ impl Recording {
     /// Records calls on `client`.
     pub fn new(client: Client) -> Self {
         Self {
-            inner: SecretsManager::new(client),
+            inner: SecretsManager::new(client.clone()),
+            client,
             calls: CallLog::default(),
+            failures: Arc::default(),
             hide_rotation_enabled: false,
             fixed_password: None,
             stale_labels: None,
@@ -283,6 +289,78 @@ impl Recording {
             .lock()
             .expect("call log")
             .push((operation, secret_id.to_owned()));
+    }
+
+    /// The failure injected for the next call of `operation`, if any (taken).
+    fn injected(&self, operation: Operation) -> Option<Error> {
+        let mut failures = self.failures.lock().expect("failures");
+        let at = failures.iter().position(|(op, _)| *op == operation)?;
+        Some(failures.remove(at).1)
+    }
+}
+
+/// The name under which a [`Recording`] logs `operation`.
+fn operation_name(operation: Operation) -> &'static str {
+    match operation {
+        Operation::Describe => "DescribeSecret",
+        Operation::GetValue => "GetSecretValue",
+        Operation::PutPending => "PutSecretValue",
+        Operation::MoveCurrent => "UpdateSecretVersionStage",
+        Operation::RandomPassword => "GetRandomPassword",
+    }
+}
+
+impl RotationService for Recording {
+    fn begin<'a>(&'a self, secret_id: &'a str, token: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            start_rotation(&self.client, secret_id, token).await;
+            Ok(())
+        })
+    }
+
+    fn end<'a>(&'a self, secret_id: &'a str, token: &'a str) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            end_rotation(&self.client, secret_id, token).await;
+            Ok(())
+        })
+    }
+}
+
+/// The framework's conformance kit on the stack's real Secrets Manager API: each case on a new
+/// recording store (its own call log and failures), secrets created and read through the API.
+impl KitStore for Recording {
+    fn for_case(&self) -> Self {
+        Recording::new(self.client.clone())
+    }
+
+    fn create<'a>(&'a self, name: &'a str, value: &'a SecretString) -> BoxFuture<'a, String> {
+        Box::pin(async move { create_secret(&self.client, name, value.expose()).await })
+    }
+
+    fn labels<'a>(&'a self, secret_id: &'a str) -> BoxFuture<'a, BTreeMap<String, Vec<String>>> {
+        Box::pin(async move { labels(&self.client, secret_id).await })
+    }
+
+    fn value<'a>(&'a self, secret_id: &'a str, id: &'a str) -> BoxFuture<'a, Option<SecretString>> {
+        Box::pin(async move {
+            let out = self
+                .client
+                .get_secret_value()
+                .secret_id(secret_id)
+                .version_id(id)
+                .send()
+                .await
+                .ok()?;
+            out.secret_string().map(SecretString::from)
+        })
+    }
+
+    fn count(&self, operation: Operation) -> usize {
+        count(&self.calls, operation_name(operation))
+    }
+
+    fn fail_next(&self, operation: Operation, error: Error) {
+        self.failures.lock().expect("failures").push((operation, error));
     }
 }
 
@@ -357,7 +435,11 @@ pub fn writes(calls: &CallLog) -> usize {
 impl SecretsStore for Recording {
     fn describe<'a>(&'a self, secret_id: &'a str) -> BoxFuture<'a, Result<SecretDescription, Error>> {
         self.record("DescribeSecret", secret_id);
+        let injected = self.injected(Operation::Describe);
         Box::pin(async move {
+            if let Some(error) = injected {
+                return Err(error);
+            }
             let mut description = self.inner.describe(secret_id).await?;
             if self.hide_rotation_enabled {
                 description.rotation_enabled = None;
@@ -372,6 +454,9 @@ impl SecretsStore for Recording {
         version: Version<'a>,
     ) -> BoxFuture<'a, Result<Option<SecretString>, Error>> {
         self.record("GetSecretValue", secret_id);
+        if let Some(error) = self.injected(Operation::GetValue) {
+            return Box::pin(async move { Err(error) });
+        }
         let before_move = self
             .stale_labels
             .as_ref()
@@ -398,6 +483,9 @@ impl SecretsStore for Recording {
         rotation_token: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<(), Error>> {
         self.record("PutSecretValue", secret_id);
+        if let Some(error) = self.injected(Operation::PutPending) {
+            return Box::pin(async move { Err(error) });
+        }
         self.inner.put_pending(secret_id, token, value, rotation_token)
     }
 
@@ -408,6 +496,9 @@ impl SecretsStore for Recording {
         from: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), Error>> {
         self.record("UpdateSecretVersionStage", secret_id);
+        if let Some(error) = self.injected(Operation::MoveCurrent) {
+            return Box::pin(async move { Err(error) });
+        }
         let Some(stale) = self.stale_labels.clone() else {
             return self.inner.move_current(secret_id, to, from);
         };
@@ -426,6 +517,9 @@ impl SecretsStore for Recording {
         policy: &'a PasswordPolicy,
     ) -> BoxFuture<'a, Result<SecretString, Error>> {
         self.record("GetRandomPassword", "");
+        if let Some(error) = self.injected(Operation::RandomPassword) {
+            return Box::pin(async move { Err(error) });
+        }
         match &self.fixed_password {
             Some(password) => {
                 let password = SecretString::from(password.as_str());

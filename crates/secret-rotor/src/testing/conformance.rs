@@ -3,9 +3,10 @@
 //!
 //! The protocol is the framework's; what an engine must add is that its target always accepts
 //! some labelled version of the secret, and that every step can be repeated. The kit proves that
-//! for an engine by rotating fresh secrets on an in-memory Secrets Manager ([`MemoryStore`]) and
-//! asking the engine's real target, through the small [`Target`] trait, whether a version
-//! authenticates:
+//! for an engine by rotating fresh secrets — on an in-memory Secrets Manager ([`MemoryStore`]),
+//! or on any store that implements [`KitStore`] (this project's suites run it on the real API of
+//! their stack) — and asking the engine's real target, through the small [`Target`] trait,
+//! whether a version authenticates:
 //!
 //! - two rotations in a row: after each, `AWSCURRENT` authenticates and is the new version,
 //!   `AWSPREVIOUS` the old one, nothing left `AWSPENDING`;
@@ -58,23 +59,81 @@
 //! # fn main() {}
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::future::Future;
+use std::time::Duration;
 
+use crate::driver::{Driver, InProcess, RotationService};
 use crate::error::Error;
 use crate::event::Step;
 use crate::password::Passwords;
 use crate::protocol::Outcome;
 use crate::runtime::Rotor;
 use crate::secret::SecretString;
-use crate::store::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
-use crate::testing::{new_token, MemoryStore, Operation, Service};
+use crate::store::{BoxFuture, SecretsStore, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
+use crate::testing::{new_token, MemoryStore, Operation};
 use crate::Engine;
+
+/// Each step's time in the kit's rotations.
+const STEP_TIME: Duration = Duration::from_secs(30);
 
 /// The engine's real target, as the kit sees it.
 pub trait Target: Sync {
     /// Whether `value` (a version of a secret the kit rotates) authenticates against the target.
     fn authenticates(&self, value: &SecretString) -> impl Future<Output = bool> + Send;
+}
+
+/// Where the kit's secrets live, and how it looks at them: [`MemoryStore`], or a store of your
+/// own on a real Secrets Manager API. Its reads here are the kit's own: not counted, never failed.
+pub trait KitStore: SecretsStore + RotationService + Clone + 'static {
+    /// A store for one case, on the same backend, with its own call count and failure queue.
+    fn for_case(&self) -> Self;
+
+    /// Creates a secret whose first version, `AWSCURRENT`, holds `value`; its ARN.
+    fn create<'a>(&'a self, name: &'a str, value: &'a SecretString) -> BoxFuture<'a, String>;
+
+    /// Each labelled version's labels.
+    fn labels<'a>(&'a self, secret_id: &'a str) -> BoxFuture<'a, BTreeMap<String, Vec<String>>>;
+
+    /// The value of version `id`, if it has one.
+    fn value<'a>(&'a self, secret_id: &'a str, id: &'a str) -> BoxFuture<'a, Option<SecretString>>;
+
+    /// How many calls of `operation` the rotation made on this store.
+    fn count(&self, operation: Operation) -> usize;
+
+    /// The rotation's next call of `operation` fails with `error`.
+    fn fail_next(&self, operation: Operation, error: Error);
+}
+
+impl KitStore for MemoryStore {
+    fn for_case(&self) -> Self {
+        MemoryStore::new()
+    }
+
+    fn create<'a>(&'a self, name: &'a str, value: &'a SecretString) -> BoxFuture<'a, String> {
+        Box::pin(async move { self.create_secret(name, value) })
+    }
+
+    fn labels<'a>(&'a self, secret_id: &'a str) -> BoxFuture<'a, BTreeMap<String, Vec<String>>> {
+        Box::pin(async move {
+            let mut labels = self.stages(secret_id);
+            labels.retain(|_, stages| !stages.is_empty());
+            labels
+        })
+    }
+
+    fn value<'a>(&'a self, secret_id: &'a str, id: &'a str) -> BoxFuture<'a, Option<SecretString>> {
+        Box::pin(async move { self.value_of(secret_id, id) })
+    }
+
+    fn count(&self, operation: Operation) -> usize {
+        MemoryStore::count(self, operation)
+    }
+
+    fn fail_next(&self, operation: Operation, error: Error) {
+        MemoryStore::fail_next(self, operation, error)
+    }
 }
 
 /// The suite for one engine; see the [module](self).
@@ -83,23 +142,61 @@ pub struct Conformance<'t, T: Target> {
     target: &'t T,
 }
 
-/// One fresh secret on a fresh store, with its rotor.
-struct Subject<E: Engine> {
-    store: MemoryStore,
+/// One fresh secret on a case's store, with its rotor.
+struct Subject<S: KitStore, E: Engine> {
+    store: S,
     arn: String,
     rotor: Rotor<E>,
 }
 
-impl<E: Engine> Subject<E> {
+fn version_with<'l>(labels: &'l BTreeMap<String, Vec<String>>, stage: &str) -> Option<&'l str> {
+    labels
+        .iter()
+        .find(|(_, stages)| stages.iter().any(|s| s == stage))
+        .map(|(id, _)| id.as_str())
+}
+
+impl<S: KitStore, E: Engine> Subject<S, E> {
+    /// The service's side of this subject's rotations.
+    async fn resume(&self, token: &str) -> Result<(), (Step, Error)> {
+        let invoker = InProcess::new(&self.rotor, STEP_TIME);
+        Driver::new(&self.store, &invoker)
+            .resume(&self.arn, token)
+            .await
+            .map(drop)
+    }
+
+    /// One step, as the service invokes it.
+    async fn step(&self, step: Step, token: &str) -> Result<Option<Outcome>, Error> {
+        let invoker = InProcess::new(&self.rotor, STEP_TIME);
+        Driver::new(&self.store, &invoker)
+            .steps(&self.arn, token, &[step], |_| ())
+            .await
+            .map(|outcomes| outcomes.into_iter().next().and_then(|(_, outcome)| outcome))
+            .map_err(|(_, e)| e)
+    }
+
     /// A rotation begun as the service begins one (a new token labelled `AWSPENDING`): the token,
     /// and the version that was current.
-    fn begin(&self, name: &str) -> (String, Option<String>) {
-        let previous = self.store.version_with(&self.arn, AWSCURRENT);
+    async fn begin(&self, name: &str) -> (String, Option<String>) {
+        let previous = self.current().await;
         let token = new_token();
         self.store
-            .rotate_secret(&self.arn, &token)
+            .begin(&self.arn, &token)
+            .await
             .unwrap_or_else(|e| panic!("{name}: RotateSecret: {e}"));
         (token, previous)
+    }
+
+    async fn current(&self) -> Option<String> {
+        version_with(&self.store.labels(&self.arn).await, AWSCURRENT).map(str::to_owned)
+    }
+
+    /// The value of the version carrying `stage`.
+    async fn value_at(&self, stage: &str) -> Option<SecretString> {
+        let labels = self.store.labels(&self.arn).await;
+        let id = version_with(&labels, stage)?;
+        self.store.value(&self.arn, id).await
     }
 }
 
@@ -112,19 +209,29 @@ impl<'t, T: Target> Conformance<'t, T> {
         }
     }
 
-    /// Runs every case; `fresh` makes, for each case, the engine and the value of a new secret
-    /// whose credentials authenticate on the target now (it may create other secrets, a
-    /// master's, in the store it is given). Returns a report of what ran (the crash matrix's
-    /// rows among it); panics on any violation.
+    /// Runs every case on the in-memory store; `fresh` makes, for each case, the engine and the
+    /// value of a new secret whose credentials authenticate on the target now (it may create
+    /// other secrets, a master's, in the store it is given). Returns a report of what ran (the
+    /// crash matrix's rows among it); panics on any violation.
     pub async fn run<E, F>(&self, fresh: F) -> String
     where
         E: Engine,
         F: AsyncFn(&MemoryStore) -> (E, SecretString),
     {
+        self.run_on(&MemoryStore::new(), fresh).await
+    }
+
+    /// [`Conformance::run`] on `store`'s backend (each case gets [`KitStore::for_case`]).
+    pub async fn run_on<S, E, F>(&self, store: &S, fresh: F) -> String
+    where
+        S: KitStore,
+        E: Engine,
+        F: AsyncFn(&S) -> (E, SecretString),
+    {
         let mut report = String::new();
-        self.rotations_in_a_row(&fresh).await;
+        self.rotations_in_a_row(store, &fresh).await;
         writeln!(report, "{}: two rotations in a row converge", self.name).ok();
-        self.every_step_twice(&fresh).await;
+        self.every_step_twice(store, &fresh).await;
         writeln!(report, "{}: every step repeated changes nothing", self.name).ok();
         for operation in [
             Operation::Describe,
@@ -132,7 +239,7 @@ impl<'t, T: Target> Conformance<'t, T> {
             Operation::PutPending,
             Operation::MoveCurrent,
         ] {
-            self.store_fault(&fresh, operation).await;
+            self.store_fault(store, &fresh, operation).await;
         }
         writeln!(
             report,
@@ -141,18 +248,21 @@ impl<'t, T: Target> Conformance<'t, T> {
         )
         .ok();
         #[cfg(feature = "failpoints")]
-        report.push_str(&self.crash_matrix(&fresh).await);
+        report.push_str(&self.crash_matrix(store, &fresh).await);
         report
     }
 
-    async fn subject<E, F>(&self, fresh: &F) -> Subject<E>
+    async fn subject<S, E, F>(&self, store: &S, fresh: &F) -> Subject<S, E>
     where
+        S: KitStore,
         E: Engine,
-        F: AsyncFn(&MemoryStore) -> (E, SecretString),
+        F: AsyncFn(&S) -> (E, SecretString),
     {
-        let store = MemoryStore::new();
+        let store = store.for_case();
         let (engine, value) = fresh(&store).await;
-        let arn = store.create_secret(&format!("conformance-{}", new_token()), &value);
+        let arn = store
+            .create(&format!("conformance-{}", &new_token()[..8]), &value)
+            .await;
         let passwords = Passwords::from_lookup(|_| None, engine.default_excluded_characters());
         let rotor = Rotor::with_passwords(Ok(engine), store.clone(), passwords);
         assert!(
@@ -164,10 +274,14 @@ impl<'t, T: Target> Conformance<'t, T> {
     }
 
     /// Some labelled version authenticates; returns which.
-    async fn working_labels<E: Engine>(&self, subject: &Subject<E>, when: &str) -> Vec<&'static str> {
+    async fn working_labels<S: KitStore, E: Engine>(
+        &self,
+        subject: &Subject<S, E>,
+        when: &str,
+    ) -> Vec<&'static str> {
         let mut working = Vec::new();
         for stage in [AWSCURRENT, AWSPENDING, AWSPREVIOUS] {
-            if let Some(value) = subject.store.value_at(&subject.arn, stage) {
+            if let Some(value) = subject.value_at(stage).await {
                 if self.target.authenticates(&value).await {
                     working.push(stage);
                 }
@@ -183,51 +297,50 @@ impl<'t, T: Target> Conformance<'t, T> {
 
     /// After a rotation with `token` ended: `AWSCURRENT` is the token and authenticates,
     /// `AWSPREVIOUS` is `previous`, nothing else is `AWSPENDING`.
-    async fn converged<E: Engine>(
+    async fn converged<S: KitStore, E: Engine>(
         &self,
-        subject: &Subject<E>,
+        subject: &Subject<S, E>,
         token: &str,
         previous: Option<&str>,
         when: &str,
     ) {
         let name = &self.name;
-        let stages = subject.store.stages(&subject.arn);
+        let labels = subject.store.labels(&subject.arn).await;
         assert_eq!(
-            subject.store.version_with(&subject.arn, AWSCURRENT).as_deref(),
+            version_with(&labels, AWSCURRENT),
             Some(token),
-            "{name}: {when}: AWSCURRENT is not the new version: {stages:?}"
+            "{name}: {when}: AWSCURRENT is not the new version: {labels:?}"
         );
         if let Some(previous) = previous {
             assert_eq!(
-                subject.store.version_with(&subject.arn, AWSPREVIOUS).as_deref(),
+                version_with(&labels, AWSPREVIOUS),
                 Some(previous),
-                "{name}: {when}: AWSPREVIOUS is not the old version: {stages:?}"
+                "{name}: {when}: AWSPREVIOUS is not the old version: {labels:?}"
             );
         }
         assert_eq!(
-            subject.store.version_with(&subject.arn, AWSPENDING),
+            version_with(&labels, AWSPENDING),
             None,
-            "{name}: {when}: AWSPENDING left: {stages:?}"
+            "{name}: {when}: AWSPENDING left: {labels:?}"
         );
-        let current = subject.store.value_at(&subject.arn, AWSCURRENT);
-        let authenticates = match &current {
-            Some(value) => self.target.authenticates(value).await,
+        let authenticates = match subject.value_at(AWSCURRENT).await {
+            Some(value) => self.target.authenticates(&value).await,
             None => false,
         };
         assert!(authenticates, "{name}: {when}: AWSCURRENT does not authenticate");
     }
 
-    async fn rotations_in_a_row<E, F>(&self, fresh: &F)
+    async fn rotations_in_a_row<S, E, F>(&self, store: &S, fresh: &F)
     where
+        S: KitStore,
         E: Engine,
-        F: AsyncFn(&MemoryStore) -> (E, SecretString),
+        F: AsyncFn(&S) -> (E, SecretString),
     {
-        let subject = self.subject(fresh).await;
-        let service = Service::new(&subject.store);
+        let subject = self.subject(store, fresh).await;
         for rotation in 1..=2 {
-            let previous = subject.store.version_with(&subject.arn, AWSCURRENT);
-            let token = service
-                .rotate(&subject.rotor, &subject.arn)
+            let (token, previous) = subject.begin(&self.name).await;
+            subject
+                .resume(&token)
                 .await
                 .unwrap_or_else(|(step, e)| panic!("{}: rotation {rotation}: {step}: {e}", self.name));
             self.converged(
@@ -240,25 +353,25 @@ impl<'t, T: Target> Conformance<'t, T> {
         }
     }
 
-    async fn every_step_twice<E, F>(&self, fresh: &F)
+    async fn every_step_twice<S, E, F>(&self, store: &S, fresh: &F)
     where
+        S: KitStore,
         E: Engine,
-        F: AsyncFn(&MemoryStore) -> (E, SecretString),
+        F: AsyncFn(&S) -> (E, SecretString),
     {
-        let subject = self.subject(fresh).await;
-        let service = Service::new(&subject.store);
-        let (token, previous) = subject.begin(&self.name);
+        let subject = self.subject(store, fresh).await;
+        let (token, previous) = subject.begin(&self.name).await;
         let mut pending = None;
         for step in Step::ALL {
             for attempt in 1..=2 {
-                let outcome = service
-                    .step(&subject.rotor, step, &subject.arn, &token)
+                let outcome = subject
+                    .step(step, &token)
                     .await
                     .unwrap_or_else(|e| panic!("{}: {step} (attempt {attempt}): {e}", self.name));
                 if step == Step::CreateSecret && attempt == 2 {
                     assert_eq!(
                         outcome,
-                        Outcome::AlreadyCreated,
+                        Some(Outcome::AlreadyCreated),
                         "{}: a repeated createSecret wrote again",
                         self.name
                     );
@@ -266,21 +379,26 @@ impl<'t, T: Target> Conformance<'t, T> {
                 if step == Step::FinishSecret && attempt == 2 {
                     assert_eq!(
                         outcome,
-                        Outcome::AlreadyCurrent,
+                        Some(Outcome::AlreadyCurrent),
                         "{}: a repeated finishSecret",
                         self.name
                     );
                 }
             }
             if step == Step::CreateSecret {
-                pending = subject.store.value_of(&subject.arn, &token);
+                pending = subject.store.value(&subject.arn, &token).await;
             }
         }
-        subject.store.clear_pending(&subject.arn, &token);
+        subject
+            .store
+            .end(&subject.arn, &token)
+            .await
+            .unwrap_or_else(|e| panic!("{}: ending the rotation: {e}", self.name));
         assert_eq!(
             subject
                 .store
-                .value_of(&subject.arn, &token)
+                .value(&subject.arn, &token)
+                .await
                 .map(|v| v.expose().to_owned()),
             pending.map(|v| v.expose().to_owned()),
             "{}: the pending value changed",
@@ -296,27 +414,27 @@ impl<'t, T: Target> Conformance<'t, T> {
             .await;
     }
 
-    async fn store_fault<E, F>(&self, fresh: &F, operation: Operation)
+    async fn store_fault<S, E, F>(&self, store: &S, fresh: &F, operation: Operation)
     where
+        S: KitStore,
         E: Engine,
-        F: AsyncFn(&MemoryStore) -> (E, SecretString),
+        F: AsyncFn(&S) -> (E, SecretString),
     {
-        let subject = self.subject(fresh).await;
-        let service = Service::new(&subject.store);
+        let subject = self.subject(store, fresh).await;
+        let (token, previous) = subject.begin(&self.name).await;
         subject
             .store
             .fail_next(operation, Error::transient(format!("{operation:?} throttled")));
-        let (token, previous) = subject.begin(&self.name);
         let when = format!("{operation:?} failed once");
-        if let Err((step, e)) = service.resume(&subject.rotor, &subject.arn, &token).await {
+        if let Err((step, e)) = subject.resume(&token).await {
             assert!(
                 e.kind().is_retryable(),
                 "{}: {when}: {step} failed with a final error: {e}",
                 self.name
             );
             self.working_labels(&subject, &when).await;
-            service
-                .resume(&subject.rotor, &subject.arn, &token)
+            subject
+                .resume(&token)
                 .await
                 .unwrap_or_else(|(step, e)| panic!("{}: {when}: the retry failed at {step}: {e}", self.name));
         }
@@ -324,39 +442,38 @@ impl<'t, T: Target> Conformance<'t, T> {
     }
 
     #[cfg(feature = "failpoints")]
-    async fn crash_matrix<E, F>(&self, fresh: &F) -> String
+    async fn crash_matrix<S, E, F>(&self, store: &S, fresh: &F) -> String
     where
+        S: KitStore,
         E: Engine,
-        F: AsyncFn(&MemoryStore) -> (E, SecretString),
+        F: AsyncFn(&S) -> (E, SecretString),
     {
         use crate::failpoint;
         let name = &self.name;
-        let subject = self.subject(fresh).await;
+        let subject = self.subject(store, fresh).await;
+        let (token, _) = subject.begin(name).await;
         failpoint::record();
-        let recorded = Service::new(&subject.store)
-            .rotate(&subject.rotor, &subject.arn)
-            .await;
+        let recorded = subject.resume(&token).await;
         let points = failpoint::off();
         if let Err((step, e)) = recorded {
             panic!("{name}: the recording rotation failed at {step}: {e}");
         }
         let mut rows = String::new();
         for (index, expected) in points.iter().enumerate() {
-            let subject = self.subject(fresh).await;
-            let service = Service::new(&subject.store);
-            let (token, previous) = subject.begin(name);
+            let subject = self.subject(store, fresh).await;
+            let (token, previous) = subject.begin(name).await;
             failpoint::fail_at(index);
-            let crashed = service.resume(&subject.rotor, &subject.arn, &token).await;
+            let crashed = subject.resume(&token).await;
             let point = failpoint::off().first().copied().unwrap_or("(not reached)");
             let Err((step, _)) = crashed else {
                 panic!("{name}: crash point #{index} ({expected}) was not reached");
             };
             let when = format!("crash at #{index} {point} in {step}");
             let working = self.working_labels(&subject, &when).await;
-            let pending_at_crash = subject.store.value_of(&subject.arn, &token);
+            let pending_at_crash = subject.store.value(&subject.arn, &token).await;
             let generated_at_crash = subject.store.count(Operation::RandomPassword);
-            service
-                .resume(&subject.rotor, &subject.arn, &token)
+            subject
+                .resume(&token)
                 .await
                 .unwrap_or_else(|(step, e)| panic!("{name}: {when}: the retry failed at {step}: {e}"));
             self.converged(&subject, &token, previous.as_deref(), &when).await;
@@ -364,7 +481,8 @@ impl<'t, T: Target> Conformance<'t, T> {
                 assert_eq!(
                     subject
                         .store
-                        .value_of(&subject.arn, &token)
+                        .value(&subject.arn, &token)
+                        .await
                         .map(|v| v.expose().to_owned()),
                     Some(pending.expose().to_owned()),
                     "{name}: {when}: the retry stored another value"
@@ -377,7 +495,7 @@ impl<'t, T: Target> Conformance<'t, T> {
             }
             writeln!(
                 rows,
-                "{name:<24} {index:>3}  {step:<13} {point:<44} {} converged",
+                "{name:<32} {index:>3}  {step:<13} {point:<44} {} converged",
                 working.join(",")
             )
             .ok();
