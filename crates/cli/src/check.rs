@@ -11,7 +11,7 @@ use rotor_postgres::tls::TlsConfigs;
 use rotor_postgres::Postgres;
 use rotor_ssh_key::{SshKeyEngine, SshSecret};
 use secret_rotor::{Deadline, Engine, Passwords, SecretString, SecretsManager};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::invoke::{InvokeClient, InvokeError};
 use crate::output::Output;
@@ -152,12 +152,16 @@ async fn read(client: &Client, secret: &str) -> Result<SecretString, CliError> {
 /// function, through the Invoke API.
 pub async fn check(client: &Client, args: &CheckArgs, out: &mut Output) -> Result<Exit, CliError> {
     let deadline = Deadline::after(Duration::from_secs(30));
-    out.set("secret", json!(args.secret));
+    let mut doc = CheckDoc {
+        secret: args.secret.clone(),
+        function: args.function.as_ref().map(|f| f.name.clone()),
+        ok: false,
+        checks: None,
+        plan: None,
+    };
+    out.set_all(&doc);
     let report = match &args.function {
-        Some(function) => {
-            out.set("function", json!(function.name));
-            invoke_check(function, &args.secret).await?
-        }
+        Some(function) => invoke_check(function, &args.secret).await?,
         None => {
             let store = SecretsManager::new(client.clone());
             match args.engine {
@@ -189,15 +193,30 @@ pub async fn check(client: &Client, args: &CheckArgs, out: &mut Output) -> Resul
             check["detail"].as_str().unwrap_or_default()
         ));
     }
-    out.set("ok", json!(ok));
-    out.set("checks", report["checks"].clone());
+    doc.ok = ok;
+    doc.checks = Some(report["checks"].clone());
     if args.function.is_none() {
         if let Some(plan) = plan(client, args).await? {
             out.say(format!("a rotation would: {plan}"));
-            out.set("plan", json!(plan));
+            doc.plan = Some(plan);
         }
     }
+    out.set_all(&doc);
     Ok(if ok { Exit::Ok } else { Exit::Failed })
+}
+
+/// `rotor check --json`: the secret, where the checks ran, each check (as the preflight's report
+/// gives them) and, run here, what a rotation would do.
+#[derive(Debug, serde::Serialize)]
+struct CheckDoc {
+    secret: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    function: Option<String>,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checks: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan: Option<String>,
 }
 
 /// Where `--function` runs the check.

@@ -52,6 +52,32 @@ impl Output {
         }
     }
 
+    /// Every field of `doc` (a struct that serializes to an object) in the JSON document.
+    pub fn set_all(&mut self, doc: &impl serde::Serialize) {
+        match serde_json::to_value(doc) {
+            Ok(Value::Object(fields)) => self.record.extend(fields),
+            Ok(other) => {
+                self.record.insert("value".to_owned(), other);
+            }
+            Err(e) => {
+                self.record
+                    .insert("output_error".to_owned(), Value::from(e.to_string()));
+            }
+        }
+    }
+
+    /// A field of the JSON document: `doc` serialized.
+    pub fn set_doc(&mut self, key: &str, doc: &impl serde::Serialize) {
+        let value = serde_json::to_value(doc).unwrap_or_else(|e| Value::from(format!("unserializable: {e}")));
+        self.record.insert(key.to_owned(), value);
+    }
+
+    /// Appends `doc` serialized to an array field of the JSON document.
+    pub fn push_doc(&mut self, key: &str, doc: &impl serde::Serialize) {
+        let value = serde_json::to_value(doc).unwrap_or_else(|e| Value::from(format!("unserializable: {e}")));
+        self.push(key, value);
+    }
+
     /// A field of the JSON document.
     pub fn set(&mut self, key: &str, value: Value) {
         self.record.insert(key.to_owned(), value);

@@ -21,7 +21,8 @@ use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
 use aws_sdk_secretsmanager::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use aws_sdk_secretsmanager::Client;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use tokio::task::JoinSet;
 
 use crate::output::Output;
@@ -308,41 +309,133 @@ impl SecretReport {
 
     /// The JSON object of this secret.
     pub fn to_json(&self) -> Value {
-        let logs = match &self.logs {
-            LogsRead::NotRequested => json!({"read": false}),
-            LogsRead::NoFunction => json!({"read": false, "reason": "no rotation function"}),
-            LogsRead::Read { group, since_ms } => {
-                json!({"read": true, "group": group, "since": date_ms(*since_ms)})
-            }
-            LogsRead::NoGroup { group } => {
-                json!({"read": false, "group": group, "reason": "log group not found"})
-            }
-            LogsRead::Unreadable { group, error } => json!({"read": false, "group": group, "error": error}),
-        };
-        json!({
-            "name": self.name,
-            "arn": self.arn,
-            "rotation": self.rotation(),
-            "rotation_enabled": self.rotation_enabled,
-            "rotation_function": self.function,
-            "schedule": self.schedule,
-            "last_rotated": self.last_rotated,
-            "next_rotation": self.next_rotation,
-            "state": self.state(),
-            "attention": self.needs_attention(),
-            "stuck": self.stuck.as_ref().map(|s| json!({"version": s.version, "since": s.since})),
-            "last_failure": self.last_failure.as_ref().map(|f| json!({
-                "at": date_ms(f.at_ms),
-                "step": f.step,
-                "error_type": f.error_type,
-                "error": f.error,
-                "token": f.token,
-                "resolved": f.resolved,
-            })),
-            "logs": logs,
-            "problems": self.problems.iter().map(|(problem, advice)| json!({"problem": problem, "advice": advice})).collect::<Vec<_>>(),
-        })
+        serde_json::to_value(self.doc()).unwrap_or(Value::Null)
     }
+
+    /// This secret as `rotor report --json` prints it.
+    fn doc(&self) -> SecretDoc<'_> {
+        let logs = match &self.logs {
+            LogsRead::NotRequested => LogsDoc::default(),
+            LogsRead::NoFunction => LogsDoc {
+                reason: Some("no rotation function"),
+                ..LogsDoc::default()
+            },
+            LogsRead::Read { group, since_ms } => LogsDoc {
+                read: true,
+                group: Some(group),
+                since: Some(date_ms(*since_ms)),
+                ..LogsDoc::default()
+            },
+            LogsRead::NoGroup { group } => LogsDoc {
+                group: Some(group),
+                reason: Some("log group not found"),
+                ..LogsDoc::default()
+            },
+            LogsRead::Unreadable { group, error } => LogsDoc {
+                group: Some(group),
+                error: Some(error),
+                ..LogsDoc::default()
+            },
+        };
+        SecretDoc {
+            name: &self.name,
+            arn: &self.arn,
+            rotation: self.rotation(),
+            rotation_enabled: self.rotation_enabled,
+            rotation_function: self.function.as_deref(),
+            schedule: self.schedule.as_deref(),
+            last_rotated: self.last_rotated.as_deref(),
+            next_rotation: self.next_rotation.as_deref(),
+            state: self.state(),
+            attention: self.needs_attention(),
+            stuck: self.stuck.as_ref().map(|s| StuckDoc {
+                version: &s.version,
+                since: s.since.as_deref(),
+            }),
+            last_failure: self.last_failure.as_ref().map(|f| FailureDoc {
+                at: date_ms(f.at_ms),
+                step: &f.step,
+                error_type: &f.error_type,
+                error: &f.error,
+                token: &f.token,
+                resolved: f.resolved,
+            }),
+            logs,
+            problems: self
+                .problems
+                .iter()
+                .map(|(problem, advice)| ProblemDoc { problem, advice })
+                .collect(),
+        }
+    }
+}
+
+/// One secret in `rotor report --json`.
+#[derive(Debug, Serialize)]
+struct SecretDoc<'a> {
+    name: &'a str,
+    arn: &'a str,
+    rotation: &'static str,
+    rotation_enabled: Option<bool>,
+    rotation_function: Option<&'a str>,
+    schedule: Option<&'a str>,
+    last_rotated: Option<&'a str>,
+    next_rotation: Option<&'a str>,
+    state: &'static str,
+    attention: bool,
+    stuck: Option<StuckDoc<'a>>,
+    last_failure: Option<FailureDoc<'a>>,
+    logs: LogsDoc<'a>,
+    problems: Vec<ProblemDoc<'a>>,
+}
+
+/// A rotation stuck since when.
+#[derive(Debug, Serialize)]
+struct StuckDoc<'a> {
+    version: &'a str,
+    since: Option<&'a str>,
+}
+
+/// The last failure found in the function's logs.
+#[derive(Debug, Serialize)]
+struct FailureDoc<'a> {
+    at: Option<String>,
+    step: &'a str,
+    error_type: &'a str,
+    error: &'a str,
+    token: &'a str,
+    resolved: bool,
+}
+
+/// What was read of the function's logs.
+#[derive(Debug, Default, Serialize)]
+struct LogsDoc<'a> {
+    read: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    since: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+/// A problem, and the one-word advice.
+#[derive(Debug, Serialize)]
+struct ProblemDoc<'a> {
+    problem: &'a str,
+    advice: &'static str,
+}
+
+/// The counts of `rotor report --json`.
+#[derive(Debug, Serialize)]
+struct SummaryDoc {
+    secrets: usize,
+    stuck: usize,
+    failed: usize,
+    attention: usize,
+    logs_read: bool,
 }
 
 /// A date to the second, RFC 3339.
@@ -621,9 +714,9 @@ pub async fn report(
     let ids = if wanted.is_empty() {
         args.secrets.clone()
     } else {
-        out.set(
+        out.set_doc(
             "tags",
-            Value::Object(wanted.iter().map(|(k, v)| (k.clone(), json!(v))).collect()),
+            &wanted.iter().cloned().collect::<BTreeMap<String, String>>(),
         );
         list_tagged(client, &wanted, args.page_size, out).await?
     };
@@ -735,14 +828,19 @@ pub async fn report(
     let stuck = count(&|r| r.stuck.is_some());
     let failed = count(&|r| r.failed());
     let attention = count(&|r| r.needs_attention());
-    out.set(
+    out.set_doc(
         "secrets",
-        Value::Array(reports.iter().map(SecretReport::to_json).collect()),
+        &reports.iter().map(SecretReport::doc).collect::<Vec<_>>(),
     );
-    out.set(
+    out.set_doc(
         "summary",
-        json!({"secrets": reports.len(), "stuck": stuck, "failed": failed, "attention": attention,
-               "logs_read": args.logs}),
+        &SummaryDoc {
+            secrets: reports.len(),
+            stuck,
+            failed,
+            attention,
+            logs_read: args.logs,
+        },
     );
     out.say(if attention == 0 {
         format!("{} secrets, none needs attention", reports.len())

@@ -1,6 +1,6 @@
 //! `rotor rotate`: against AWS, start a rotation and follow it; locally, play Secrets Manager.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
@@ -8,13 +8,32 @@ use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
 use aws_sdk_secretsmanager::types::RotationRulesType;
 use aws_sdk_secretsmanager::Client;
 use secret_rotor::Step;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::invoke::{InvokeClient, InvokeError, InvokeStep};
 use crate::output::Output;
 use crate::{new_token, CliError, Exit};
 use secret_rotor::driver::{Driver, Progress};
 use secret_rotor::{AWSCURRENT, AWSPENDING};
+
+/// One step of `rotor rotate --local --json`.
+#[derive(Debug, serde::Serialize)]
+struct StepDoc<'a> {
+    step: &'a str,
+    ok: bool,
+    duration_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+/// The rotation function and schedule `rotate` attached to a secret that had none.
+#[derive(Debug, serde::Serialize)]
+struct ConfiguredDoc<'a> {
+    function: &'a str,
+    automatically_after_days: i64,
+}
 
 /// What `rotate` was asked to do.
 #[derive(Debug, Clone)]
@@ -57,9 +76,9 @@ fn print_labels(out: &mut Output, labels: &HashMap<String, Vec<String>>, title: 
     for (version, stages) in &versions {
         out.say(format!("  {version}  {}", stages.join(", ")));
     }
-    out.set(
+    out.set_doc(
         &title.replace(' ', "_"),
-        Value::Object(versions.iter().map(|(v, s)| ((*v).clone(), json!(s))).collect()),
+        &versions.into_iter().collect::<BTreeMap<_, _>>(),
     );
 }
 
@@ -93,8 +112,8 @@ pub async fn rotate(
         }
     };
     out.say(format!("secret {arn}\nfunction {function}"));
-    out.set("secret_arn", json!(arn));
-    out.set("function", json!(function));
+    out.set_doc("secret_arn", &arn);
+    out.set_doc("function", &function);
     print_labels(
         out,
         &description.version_ids_to_stages.clone().unwrap_or_default(),
@@ -104,7 +123,7 @@ pub async fn rotate(
         Some(token) => token.clone(),
         None => new_token()?,
     };
-    out.set("token", json!(token));
+    out.set_doc("token", &token);
     if args.local {
         rotate_locally(client, &description, &arn, &function, &token, args, out).await
     } else {
@@ -154,23 +173,34 @@ async fn rotate_locally(
                 match result {
                     Ok(_) => {
                         out.say(format!("  {step:<13} ok      {ms:8.1} ms"));
-                        out.push(
+                        out.push_doc(
                             "steps",
-                            json!({"step": step.as_str(), "ok": true, "duration_ms": ms}),
+                            &StepDoc {
+                                step: step.as_str(),
+                                ok: true,
+                                duration_ms: ms,
+                                error_type: None,
+                                error: None,
+                            },
                         );
                     }
                     Err(err) => {
                         out.say(format!("  {step:<13} FAILED  {ms:8.1} ms  {err}"));
                         let (error_type, message) = match err {
                             InvokeError::Function { error_type, message } => {
-                                (error_type.clone(), message.clone())
+                                (error_type.as_str(), message.as_str())
                             }
-                            InvokeError::Unreachable(why) => ("InvokeApiUnreachable".to_owned(), why.clone()),
+                            InvokeError::Unreachable(why) => ("InvokeApiUnreachable", why.as_str()),
                         };
-                        out.push(
+                        out.push_doc(
                             "steps",
-                            json!({"step": step.as_str(), "ok": false, "duration_ms": ms,
-                                   "error_type": error_type, "error": message}),
+                            &StepDoc {
+                                step: step.as_str(),
+                                ok: false,
+                                duration_ms: ms,
+                                error_type: Some(error_type),
+                                error: Some(message),
+                            },
                         );
                     }
                 }
@@ -287,9 +317,12 @@ async fn start_rotation(
             out.say(format!(
                 "{arn} had no rotation function: RotateSecret attaches {lambda}, every {NEW_SECRET_DAYS} days"
             ));
-            out.set(
+            out.set_doc(
                 "rotation_configured",
-                json!({"function": lambda, "automatically_after_days": NEW_SECRET_DAYS}),
+                &ConfiguredDoc {
+                    function: &lambda,
+                    automatically_after_days: NEW_SECRET_DAYS,
+                },
             );
             request.rotation_lambda_arn(lambda).rotation_rules(
                 RotationRulesType::builder()
@@ -378,7 +411,7 @@ async fn rotate_in_aws(
             out.progress_done();
             out.say(format!("{step} FAILED: {error_type}: {error}"));
             out.say("Secrets Manager retries a failed rotation; `rotor status` shows where it stands.");
-            out.set("failed_step", json!(step));
+            out.set_doc("failed_step", &step);
             return Err(CliError::failed(format!("{step} failed: {error_type}: {error}")));
         }
         if started.elapsed() > args.timeout {

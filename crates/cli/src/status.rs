@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client;
 use secret_rotor::Deadline;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use crate::check::{login, read_at, EngineKind, Login};
 use crate::output::Output;
@@ -265,16 +265,21 @@ pub async fn status(client: &Client, args: &StatusArgs, out: &mut Output) -> Res
     for (version, stages) in &versions {
         out.say(format!("  {version}  {}", stages.join(", ")));
     }
-    out.set("secret_arn", json!(arn));
-    out.set("rotation_enabled", json!(d.rotation_enabled));
-    out.set("rotation_function", json!(d.rotation_lambda_arn));
-    out.set("schedule", json!(schedule));
-    out.set("last_rotated", json!(date(d.last_rotated_date.as_ref())));
-    out.set("next_rotation", json!(date(d.next_rotation_date.as_ref())));
-    out.set(
-        "versions",
-        Value::Object(versions.iter().map(|(v, s)| ((*v).clone(), json!(s))).collect()),
-    );
+    let mut doc = StatusDoc {
+        secret_arn: arn.clone(),
+        rotation_enabled: d.rotation_enabled,
+        rotation_function: d.rotation_lambda_arn.clone(),
+        schedule: schedule.clone(),
+        last_rotated: date(d.last_rotated_date.as_ref()),
+        next_rotation: date(d.next_rotation_date.as_ref()),
+        versions: versions
+            .iter()
+            .map(|(v, s)| ((*v).clone(), (*s).clone()))
+            .collect(),
+        logins_error: None,
+        logins: None,
+        problems: Vec::new(),
+    };
     let stuck = labels
         .values()
         .any(|s| s.iter().any(|l| l == AWSPENDING) && !s.iter().any(|l| l == AWSCURRENT));
@@ -284,7 +289,7 @@ pub async fn status(client: &Client, args: &StatusArgs, out: &mut Output) -> Res
             Ok(checked) => logins = checked,
             Err(why) => {
                 out.say(format!("logins     not checked: {why}"));
-                out.set("logins_error", json!(why));
+                doc.logins_error = Some(why.to_string());
             }
         }
         for (stage, result) in &logins {
@@ -293,17 +298,26 @@ pub async fn status(client: &Client, args: &StatusArgs, out: &mut Output) -> Res
                 Err(why) => out.say(format!("login      {stage} does NOT log in: {why}")),
             }
         }
-        let facts: serde_json::Map<String, Value> = logins
-            .iter()
-            .map(|(stage, result)| {
-                let fact = match result {
-                    Ok(details) => json!({"ok": true, "details": details}),
-                    Err(why) => json!({"ok": false, "error": why}),
-                };
-                ((*stage).to_owned(), fact)
-            })
-            .collect();
-        out.set("logins", Value::Object(facts));
+        doc.logins = Some(
+            logins
+                .iter()
+                .map(|(stage, result)| {
+                    let fact = match result {
+                        Ok(details) => LoginDoc {
+                            ok: true,
+                            details: Some(details.clone()),
+                            error: None,
+                        },
+                        Err(why) => LoginDoc {
+                            ok: false,
+                            details: None,
+                            error: Some(why.clone()),
+                        },
+                    };
+                    ((*stage).to_owned(), fact)
+                })
+                .collect(),
+        );
     }
     let found = diagnose(
         &arn,
@@ -317,17 +331,56 @@ pub async fn status(client: &Client, args: &StatusArgs, out: &mut Output) -> Res
             "PROBLEM    {}\nDO         {}",
             diagnosis.problem, diagnosis.remedy
         ));
-        out.push(
-            "problems",
-            json!({"problem": diagnosis.problem, "remedy": diagnosis.remedy, "advice": diagnosis.advice}),
-        );
+        doc.problems.push(ProblemDoc {
+            problem: diagnosis.problem.clone(),
+            remedy: diagnosis.remedy.clone(),
+            advice: diagnosis.advice,
+        });
     }
+    out.set_all(&doc);
     if found.is_empty() {
         out.say("healthy    no rotation in progress or stuck");
         Ok(Exit::Ok)
     } else {
         Ok(Exit::Attention)
     }
+}
+
+/// `rotor status --json`: the secret's rotation configuration, its labelled versions, and for a
+/// stuck rotation which versions log in and what to do.
+#[derive(Debug, Serialize)]
+struct StatusDoc {
+    secret_arn: String,
+    rotation_enabled: Option<bool>,
+    rotation_function: Option<String>,
+    schedule: Option<String>,
+    last_rotated: Option<String>,
+    next_rotation: Option<String>,
+    versions: BTreeMap<String, Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logins_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logins: Option<BTreeMap<String, LoginDoc>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    problems: Vec<ProblemDoc>,
+}
+
+/// Whether one labelled version logged in.
+#[derive(Debug, Serialize)]
+struct LoginDoc {
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// A problem found, and what to do.
+#[derive(Debug, Serialize)]
+struct ProblemDoc {
+    problem: String,
+    remedy: String,
+    advice: &'static str,
 }
 
 /// A rotation schedule as people read it: its expression, else `every N days`.
