@@ -23,6 +23,24 @@ fn redis_cli(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// An administrator `admin` (password `admin-Password-1`, every command) and a user `app`
+/// (`initial-Password-1`) on the real server.
+fn create_users(admin: &str, app: &str) {
+    let admin_rule = [
+        "ACL",
+        "SETUSER",
+        admin,
+        "on",
+        ">admin-Password-1",
+        "~*",
+        "&*",
+        "+@all",
+    ];
+    assert_eq!(redis_cli(&admin_rule), "OK");
+    let app_rule = ["ACL", "SETUSER", app, "on", ">initial-Password-1", "~*", "+@all"];
+    assert_eq!(redis_cli(&app_rule), "OK");
+}
+
 fn logs_in(user: &str, password: &str) -> bool {
     redis_cli(&["AUTH", user, password]) == "OK"
 }
@@ -39,23 +57,7 @@ async fn example_engine_rotates_a_redis_acl_user_twice() {
     let client = secrets_manager_client().await;
     let suffix = random_hex(4);
     let (admin, app) = (format!("admin-{suffix}"), format!("app-{suffix}"));
-    assert_eq!(
-        redis_cli(&[
-            "ACL",
-            "SETUSER",
-            &admin,
-            "on",
-            ">admin-Password-1",
-            "~*",
-            "&*",
-            "+@all"
-        ]),
-        "OK"
-    );
-    assert_eq!(
-        redis_cli(&["ACL", "SETUSER", &app, "on", ">initial-Password-1", "~*", "+@all"]),
-        "OK"
-    );
+    create_users(&admin, &app);
     let server = json!({"engine": "redis", "host": "127.0.0.1", "port": redis_port()});
     let mut master = server.clone();
     master["username"] = json!(admin);
@@ -164,17 +166,7 @@ async fn the_example_engine_passes_the_conformance_kit() {
                 format!("kit-admin-{}", random_hex(4)),
                 format!("kit-{}", random_hex(4)),
             );
-            redis_cli(&[
-                "ACL",
-                "SETUSER",
-                &admin,
-                "on",
-                ">admin-Password-1",
-                "~*",
-                "&*",
-                "+@all",
-            ]);
-            redis_cli(&["ACL", "SETUSER", &app, "on", ">initial-Password-1", "~*", "+@all"]);
+            create_users(&admin, &app);
             let server = json!({"engine": "redis", "host": "127.0.0.1", "port": redis_port()});
             let mut master = server.clone();
             (master["username"], master["password"]) = (json!(admin), json!("admin-Password-1"));

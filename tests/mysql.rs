@@ -824,3 +824,77 @@ async fn test_secret_names_a_privilege_the_pending_user_has_beyond_the_current_o
         .await
         .unwrap_or_else(|e| panic!("testSecret once they match: {e}"));
 }
+
+/// A link cut on the wire (not a crash point in the function): the master's connection closes
+/// right before the clone's unlock reaches the server. The clone is left locked, with the
+/// original's grants, so no half-made account logs in; the current user still does; the
+/// service's retry completes the clone.
+#[tokio::test]
+async fn a_link_cut_before_the_unlock_leaves_the_clone_locked_and_the_retry_completes_it() {
+    let tag = random_hex(3);
+    let user = format!("app_{tag}");
+    let clone = format!("{user}_clone");
+    let case = Case::alternating(&user, json!({})).await;
+    case.db.run(&format!(
+        "CREATE DATABASE cut_{tag}; GRANT SELECT, INSERT ON cut_{tag}.* TO {u}@{h};",
+        u = ident(&user),
+        h = literal(HOST)
+    ));
+    let (port, _cut) = rotor_tests::net::cut_on(case.db.port, b"ACCOUNT UNLOCK").await;
+    // Both secrets through the forwarder (it only reads plaintext: the master's connection).
+    let mut master = value_at(&case.client, case.master_arn.as_deref().unwrap(), "AWSCURRENT").await;
+    master["port"] = json!(port);
+    master["sslmode"] = json!("disable");
+    let master_arn = create_secret(&case.client, "mariadb-master-cut", &master.to_string()).await;
+    let mut value = value_at(&case.client, &case.arn, "AWSCURRENT").await;
+    value["port"] = json!(port.to_string());
+    value["masterarn"] = json!(master_arn);
+    let arn = create_secret(&case.client, "mariadb-cut", &value.to_string()).await;
+    let rotor = my_rotor(
+        driver(),
+        Strategy::AlternatingUsers,
+        Recording::new(case.client.clone()),
+    );
+    let token = begin_rotation(&rotor, &case.client, &arn).await;
+    let err = rotor
+        .handle(&event(Step::SetSecret, &arn, &token), deadline())
+        .await
+        .unwrap_err();
+    assert!(err.kind().is_retryable(), "{err}");
+
+    // The server as the cut left it.
+    let pending = value_at(&case.client, &arn, "AWSPENDING").await;
+    let pending_password = pending["password"].as_str().expect("password");
+    let created = case
+        .db
+        .run(&format!("SHOW CREATE USER {}@{}", ident(&clone), literal(HOST)));
+    assert!(
+        created.contains("ACCOUNT LOCK"),
+        "the clone is still locked: {created}"
+    );
+    assert!(
+        !case.db.logs_in(&clone, pending_password),
+        "a locked clone does not log in"
+    );
+    assert!(case.db.logs_in(&user, INITIAL), "the current user still logs in");
+    assert_eq!(
+        case.db.normalised_grants(&clone, HOST),
+        case.db.normalised_grants(&user, HOST),
+        "the clone already has exactly the original's grants"
+    );
+
+    // The service retries the whole rotation with the same token; the link is back.
+    run_steps(&rotor, &arn, &token)
+        .await
+        .unwrap_or_else(|(step, e)| panic!("retry: {step}: {e}"));
+    end_rotation(&case.client, &arn, &token).await;
+    let current = value_at(&case.client, &arn, "AWSCURRENT").await;
+    assert_eq!(current["username"], json!(clone));
+    assert!(case
+        .db
+        .logs_in(&clone, current["password"].as_str().expect("password")));
+    assert_eq!(
+        case.db.normalised_grants(&clone, HOST),
+        case.db.normalised_grants(&user, HOST)
+    );
+}

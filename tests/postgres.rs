@@ -931,6 +931,17 @@ async fn a_server_hanging_in_the_clone_transaction_fails_the_step_within_its_dea
         "took {:?}",
         started.elapsed()
     );
+    // The server as the stall left it: no clone half-made, the current user still logs in.
+    let clone = format!("{}_clone", fixture.user);
+    let exists = server
+        .admin()
+        .await
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&clone])
+        .await
+        .expect("pg_roles")
+        .is_some();
+    assert!(!exists, "the clone's transaction never committed");
+    assert!(server.logs_in(&fixture.user, INITIAL).await);
 }
 
 /// The master's user name of an alternating case.

@@ -347,11 +347,24 @@ impl Drop for Relay {
 /// soon as the client sends `pattern` — a server that hangs in the middle of a statement. Only
 /// plaintext connections can show the pattern.
 pub async fn stall_on(target: u16, pattern: &'static [u8]) -> (u16, JoinHandle<()>) {
+    fault_on(target, pattern, false).await
+}
+
+/// A forwarder to `target` that closes the first connection, both ways, in which the client
+/// sends `pattern` (that packet is not forwarded), and forwards everything after: a link cut once,
+/// right before a statement reaches the server. Only plaintext connections can show the pattern.
+pub async fn cut_on(target: u16, pattern: &'static [u8]) -> (u16, JoinHandle<()>) {
+    fault_on(target, pattern, true).await
+}
+
+async fn fault_on(target: u16, pattern: &'static [u8], cut: bool) -> (u16, JoinHandle<()>) {
+    let cut_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("address").port();
     let task = tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
+            let cut_done = cut_done.clone();
             tokio::spawn(async move {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await else {
                     return;
@@ -382,7 +395,12 @@ pub async fn stall_on(target: u16, pattern: &'static [u8]) -> (u16, JoinHandle<(
                         Ok(0) | Err(_) => break,
                         Ok(n) => n,
                     };
-                    if buffer[..n].windows(pattern.len()).any(|w| w == pattern) {
+                    let seen = buffer[..n].windows(pattern.len()).any(|w| w == pattern);
+                    if seen && cut && !cut_done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        // Both halves dropped: the connection closes.
+                        break;
+                    }
+                    if seen && !cut {
                         hung.store(true, std::sync::atomic::Ordering::SeqCst);
                         let _held = (client_read, server_write);
                         loop {

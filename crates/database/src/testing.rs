@@ -48,7 +48,8 @@ pub enum Action {
     Compare,
 }
 
-#[derive(Debug, Clone, Default)]
+/// A user; no `Debug`, which would print its password.
+#[derive(Clone, Default)]
 struct User {
     password: String,
     superuser: bool,

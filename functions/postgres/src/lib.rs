@@ -140,8 +140,8 @@ impl Postgres {
                     .client
                     .query_opt(
                         "SELECT coalesce(r.rolconfig, '{}'::text[]), ARRAY(SELECT g.rolname::text \
-                         FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid) \
-                         FROM pg_roles r WHERE r.rolname = $1",
+                         FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid), \
+                         r.rolsuper FROM pg_roles r WHERE r.rolname = $1",
                         &[&role],
                     )
                     .await
@@ -151,7 +151,11 @@ impl Postgres {
         row.map(|row| {
             let config: Vec<String> = row.try_get(0).map_err(|e| Error::transient(e.to_string()))?;
             let roles: Vec<String> = row.try_get(1).map_err(|e| Error::transient(e.to_string()))?;
-            Ok(RoleState::new(config, roles, pair))
+            let superuser: bool = row.try_get(2).map_err(|e| Error::transient(e.to_string()))?;
+            Ok(RoleState {
+                superuser,
+                ..RoleState::new(config, roles, pair)
+            })
         })
         .transpose()
     }
@@ -308,19 +312,12 @@ impl Database for Postgres {
         pending: &DatabaseSecret,
         deadline: Deadline,
     ) -> Result<(), Error> {
-        // One lookup: whether the role exists, and whether it is a superuser.
-        let superuser = Self::query_row_bool(
-            master,
-            "SELECT rolsuper FROM pg_roles WHERE rolname = $1",
-            &[&pending.username],
-            "looking up the role",
-            deadline,
-        )
-        .await?;
-        let exists = superuser.is_some();
+        // One lookup of the pending role: whether it exists, is a superuser, its settings and roles.
+        let existing = Self::role_state(master, &pending.username, pair, deadline).await?;
+        let exists = existing.is_some();
         // The function sets passwords with the master's privileges: never a superuser's, which
         // whoever can read the rotated secret would then hold.
-        if superuser == Some(true) {
+        if existing.as_ref().is_some_and(|role| role.superuser) {
             return Err(Error::invalid_secret(format!(
                 "role {} is a superuser: alternating users will not set a superuser's password through \
                  the master (rotate it with the single-user strategy, from its own secret)",
@@ -338,7 +335,7 @@ impl Database for Postgres {
         let current = Self::role_state(master, current_role, pair, deadline)
             .await?
             .ok_or_else(|| Error::target(format!("role {current_role} does not exist")))?;
-        let actual = match Self::role_state(master, &pending.username, pair, deadline).await? {
+        let actual = match existing {
             Some(state) => state,
             None if pair.is_clone(&pending.username) => RoleState::default(),
             None => return Err(Error::target(format!("role {} does not exist", pending.username))),
@@ -353,47 +350,44 @@ impl Database for Postgres {
         } else {
             &current
         };
-        let mut clone_changes = Vec::new();
+        let clone_changes_from = changes.len();
         if !clone.member_of_original {
-            clone_changes.push(format!(
-                "GRANT {} TO {}",
-                sql::quote_identifier(&pair.original)?,
-                sql::quote_identifier(&pair.clone_user)?
-            ));
+            changes.push(Change {
+                sql: format!(
+                    "GRANT {} TO {}",
+                    sql::quote_identifier(&pair.original)?,
+                    sql::quote_identifier(&pair.clone_user)?
+                ),
+                what: format!("GRANT {} TO {}", pair.original, pair.clone_user),
+            });
         }
         if clone.acts_as.as_deref() != Some(pair.original.as_str()) {
-            clone_changes.push(format!(
-                "ALTER ROLE {} SET role TO {}",
-                sql::quote_identifier(&pair.clone_user)?,
-                sql::quote_literal(&pair.original)?
-            ));
+            changes.push(Change {
+                sql: format!(
+                    "ALTER ROLE {} SET role TO {}",
+                    sql::quote_identifier(&pair.clone_user)?,
+                    sql::quote_literal(&pair.original)?
+                ),
+                what: format!("ALTER ROLE {} SET role TO {}", pair.clone_user, pair.original),
+            });
         }
-        if !clone_changes.is_empty() && exists && !pair.is_clone(&pending.username) && version >= 160000 {
+        // The clone is current when the original is pending: changing it needs ADMIN OPTION too.
+        if changes.len() > clone_changes_from && !pair.is_clone(&pending.username) && version >= 160000 {
             Self::check_admin_option(master, &pair.clone_user, deadline).await?;
         }
-        changes.extend(clone_changes);
         let verb = if exists { "ALTER" } else { "CREATE" };
         let password = sql::role_password_statement(verb, &pending.username, true, &pending.password)?;
         // One transaction, the password last but for the role's creation: the pending user
         // logs in only once it has the current user's settings and roles (a retry skips
         // setSecret as soon as it logs in), even if this invocation dies half-way.
-        let mut statement = String::from("BEGIN;");
-        let (first, rest): (Vec<&str>, Vec<&str>) = if exists {
-            (Vec::new(), vec![password.as_str()])
+        let mut parts: Vec<&str> = changes.iter().map(|change| change.sql.as_str()).collect();
+        if exists {
+            parts.push(password.as_str());
         } else {
-            (vec![password.as_str()], Vec::new())
-        };
-        for part in first
-            .into_iter()
-            .chain(changes.iter().map(String::as_str))
-            .chain(rest)
-        {
-            statement.push(' ');
-            statement.push_str(part);
-            statement.push(';');
+            parts.insert(0, password.as_str());
         }
-        statement.push_str(" COMMIT;");
-        let statement = secret_rotor::zeroize::Zeroizing::new(statement);
+        let statement =
+            secret_rotor::zeroize::Zeroizing::new(format!("BEGIN; {}; COMMIT;", parts.join("; ")));
         let result = Self::batch(
             master,
             &statement,
@@ -412,13 +406,15 @@ impl Database for Postgres {
                         .map_err(|e| statement_error("ROLLBACK", &e))
                 })
                 .await;
+            // Named without values: a role setting may hold something sensitive.
             return result.map_err(|e| {
                 if changes.is_empty() {
                     e
                 } else {
+                    let what: Vec<&str> = changes.iter().map(|change| change.what.as_str()).collect();
                     e.context(format!(
                         "the master runs, in one transaction with the password: {}",
-                        changes.join("; ")
+                        what.join("; ")
                     ))
                 }
             });
@@ -530,6 +526,8 @@ struct RoleState {
     acts_as: Option<String>,
     /// Whether it is a member of the pair's original role.
     member_of_original: bool,
+    /// `rolsuper`.
+    superuser: bool,
 }
 
 impl RoleState {
@@ -584,13 +582,23 @@ impl RoleState {
     }
 }
 
+/// One statement of the pending user's transaction, and how an error names it (setting values
+/// left out: a role setting may hold something sensitive).
+struct Change {
+    sql: String,
+    what: String,
+}
+
 /// The statements giving `role` (in state `actual`) the settings and roles of `desired`.
-fn sync_statements(role: &str, desired: &RoleState, actual: &RoleState) -> Result<Vec<String>, Error> {
+fn sync_statements(role: &str, desired: &RoleState, actual: &RoleState) -> Result<Vec<Change>, Error> {
     let quoted = sql::quote_identifier(role)?;
-    let mut statements = Vec::new();
+    let mut changes = Vec::new();
     for (name, entry) in &desired.settings {
         if actual.settings.get(name) != Some(entry) {
-            statements.push(sql::set_role_setting(role, entry)?);
+            changes.push(Change {
+                sql: sql::set_role_setting(role, entry)?,
+                what: format!("ALTER ROLE {role} SET {name}"),
+            });
         }
     }
     for name in actual
@@ -598,18 +606,24 @@ fn sync_statements(role: &str, desired: &RoleState, actual: &RoleState) -> Resul
         .keys()
         .filter(|name| !desired.settings.contains_key(*name))
     {
-        statements.push(format!(
-            "ALTER ROLE {quoted} RESET {}",
-            sql::quote_identifier(name)?
-        ));
+        changes.push(Change {
+            sql: format!("ALTER ROLE {quoted} RESET {}", sql::quote_identifier(name)?),
+            what: format!("ALTER ROLE {role} RESET {name}"),
+        });
     }
     for missing in desired.member_of.difference(&actual.member_of) {
-        statements.push(format!("GRANT {} TO {quoted}", sql::quote_identifier(missing)?));
+        changes.push(Change {
+            sql: format!("GRANT {} TO {quoted}", sql::quote_identifier(missing)?),
+            what: format!("GRANT {missing} TO {role}"),
+        });
     }
     for extra in actual.member_of.difference(&desired.member_of) {
-        statements.push(format!("REVOKE {} FROM {quoted}", sql::quote_identifier(extra)?));
+        changes.push(Change {
+            sql: format!("REVOKE {} FROM {quoted}", sql::quote_identifier(extra)?),
+            what: format!("REVOKE {extra} FROM {role}"),
+        });
     }
-    Ok(statements)
+    Ok(changes)
 }
 
 /// The first error of `e`'s source chain that is a `T`.

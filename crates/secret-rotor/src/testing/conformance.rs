@@ -394,13 +394,10 @@ impl<'t, T: Target> Conformance<'t, T> {
             .end(&subject.arn, &token)
             .await
             .unwrap_or_else(|e| panic!("{}: ending the rotation: {e}", self.name));
+        // SecretString compares by value and prints redacted: a failure shows no secret.
         assert_eq!(
-            subject
-                .store
-                .value(&subject.arn, &token)
-                .await
-                .map(|v| v.expose().to_owned()),
-            pending.map(|v| v.expose().to_owned()),
+            subject.store.value(&subject.arn, &token).await,
+            pending,
             "{}: the pending value changed",
             self.name
         );
@@ -479,12 +476,8 @@ impl<'t, T: Target> Conformance<'t, T> {
             self.converged(&subject, &token, previous.as_deref(), &when).await;
             if let Some(pending) = pending_at_crash {
                 assert_eq!(
-                    subject
-                        .store
-                        .value(&subject.arn, &token)
-                        .await
-                        .map(|v| v.expose().to_owned()),
-                    Some(pending.expose().to_owned()),
+                    subject.store.value(&subject.arn, &token).await,
+                    Some(pending),
                     "{name}: {when}: the retry stored another value"
                 );
                 assert_eq!(

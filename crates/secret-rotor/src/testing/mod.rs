@@ -450,6 +450,7 @@ impl<'a> Service<'a> {
         secret_id: &str,
         token: &str,
     ) -> Result<crate::Outcome, Error> {
+        // The driver's event (a RotationToken, as the service sends), handled in process.
         let invoker = InProcess::new(rotor, self.step_time);
         let event = Driver::new(self.store, &invoker).event(step, secret_id, token);
         rotor.handle(&event, Deadline::after(self.step_time)).await
