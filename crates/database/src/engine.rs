@@ -1,7 +1,11 @@
 //! [`DatabaseEngine`]: a [`Database`] driver and a [`Strategy`], as a rotation engine.
 
-use secret_rotor::{Context, Engine, Error, ErrorKind, Report, SecretString};
+use std::sync::Arc;
+use std::time::Duration;
 
+use secret_rotor::{Context, Engine, Error, ErrorKind, Report, SecretJson, SecretString};
+
+use crate::rds::{self, RdsApi};
 use crate::secret::DatabaseSecret;
 use crate::strategy::{Strategy, UserPair};
 use crate::Database;
@@ -11,13 +15,35 @@ pub struct DatabaseEngine<D: Database> {
     db: D,
     strategy: Strategy,
     name: String,
+    rds: Option<Arc<dyn RdsApi>>,
+}
+
+/// The master secret of an alternating-users rotation, ready to log in: on the server of the
+/// rotated secret, checked.
+struct Master {
+    secret: DatabaseSecret,
+    /// `DB instance …` when RDS told where the master's database is.
+    rds: Option<String>,
 }
 
 impl<D: Database> DatabaseEngine<D> {
     /// The engine for `db` with `strategy`.
     pub fn new(db: D, strategy: Strategy) -> Self {
         let name = format!("{}/{}", db.name(), strategy);
-        Self { db, strategy, name }
+        Self {
+            db,
+            strategy,
+            name,
+            rds: None,
+        }
+    }
+
+    /// The engine, asking `rds` where an RDS-managed master secret's database is and which
+    /// endpoints reach it (see [`crate::rds`]). Without it, a master secret must name its host,
+    /// and the rotated secret must name the very same host and port.
+    pub fn with_rds(mut self, rds: Arc<dyn RdsApi>) -> Self {
+        self.rds = Some(rds);
+        self
     }
 
     /// The engine for `db` with the strategy of `ROTATION_STRATEGY`.
@@ -115,20 +141,13 @@ impl<D: Database> DatabaseEngine<D> {
             .await
             .map_err(|e| e.context("current secret does not log in, the master secret was not used"))?;
         let masterarn = current.masterarn()?;
-        let master =
-            DatabaseSecret::parse_master(&ctx.read_secret(masterarn).await?, self.db.default_port())?;
+        let Master { secret: master, rds } = self.master(ctx, masterarn, current).await?;
         let pair = UserPair::of(&current.username);
         if master.username == pair.original || master.username == pair.clone_user {
             return Err(Error::invalid_secret(format!(
                 "the master secret {masterarn} is for user {}, one of the two users this secret \
                  alternates ({} and {}): refusing to rotate the master into itself",
                 master.username, pair.original, pair.clone_user
-            )));
-        }
-        if !master.same_server(current) {
-            return Err(Error::invalid_secret(format!(
-                "the master secret {masterarn} is for {}:{}, the rotated secret for {}:{}",
-                master.host, master.port, current.host, current.port
             )));
         }
         self.db
@@ -139,7 +158,186 @@ impl<D: Database> DatabaseEngine<D> {
             .login(&master, ctx.deadline())
             .await
             .map_err(|e| e.context("master secret"))?;
+        // Passwords are set on the writer, and whatever the current user hands over first too:
+        // a rotated secret on a reader or a replica logs in there again as itself.
+        let current_session = if master.same_server(current) {
+            current_session
+        } else {
+            drop(current_session);
+            let writer = current.on_server(&master.host, master.port);
+            self.db.login(&writer, ctx.deadline()).await.map_err(|e| {
+                e.context(format!(
+                    "the current user on the writer of {} ({}:{})",
+                    rds.as_deref().unwrap_or("the master's server"),
+                    master.host,
+                    master.port
+                ))
+            })?
+        };
         Ok((current_session, master_session))
+    }
+
+    /// The master secret `masterarn`, on the server of `current`. An RDS-managed master (no
+    /// `host`, and RDS's system tag) gets its writer's endpoint from RDS. The rotated secret must
+    /// reach the master's database: the same host and port, or, asked of RDS, another endpoint
+    /// of the same instance or cluster.
+    async fn master(
+        &self,
+        ctx: &Context<'_, Self>,
+        masterarn: &str,
+        current: &DatabaseSecret,
+    ) -> Result<Master, Error> {
+        let raw = ctx.read_secret(masterarn).await?;
+        let has_host = SecretJson::parse(&raw)
+            .and_then(|doc| Ok(doc.optional_str("host")?.is_some()))
+            .map_err(|e| e.context("master secret"))?;
+        if has_host {
+            let master = DatabaseSecret::parse_master(&raw, self.db.default_port())?;
+            self.check_same_server(masterarn, &master, current, None).await?;
+            return Ok(Master {
+                secret: master,
+                rds: None,
+            });
+        }
+        let no_host = |why: &str| {
+            Error::invalid_secret(format!(
+                "master secret {masterarn}: missing required key `host`, {why}"
+            ))
+        };
+        let api = self
+            .rds
+            .as_deref()
+            .ok_or_else(|| no_host("and this function does not ask RDS where a master's database is"))?;
+        let description = ctx
+            .describe_secret(masterarn)
+            .await
+            .map_err(|e| e.context("master secret"))?;
+        let server = rds::managed_master(api, &description)
+            .await
+            .map_err(|e| e.context(format!("master secret {masterarn}")))?
+            .ok_or_else(|| {
+                no_host(&format!(
+                    "and it is not a master secret managed by RDS (no tag {} or {})",
+                    rds::INSTANCE_TAG,
+                    rds::CLUSTER_TAG
+                ))
+            })?;
+        let family = rds::engine_family(server.engine());
+        if !self.db.engines().contains(&family) {
+            return Err(Error::invalid_secret(format!(
+                "master secret {masterarn} is for {}, whose engine is {}; this function rotates {}",
+                server.describe(),
+                server.engine(),
+                self.db.engines().join(", ")
+            )));
+        }
+        let (host, port) = server.writer().ok_or_else(|| {
+            Error::transient(format!(
+                "master secret {masterarn} is for {}, which has no endpoint yet",
+                server.describe()
+            ))
+        })?;
+        let master = DatabaseSecret::parse_master_on(&raw, host, port)?;
+        let described = server.describe();
+        self.check_same_server(masterarn, &master, current, Some(&server))
+            .await?;
+        tracing::info!(
+            secret_arn = ctx.secret_id(),
+            master_arn = masterarn,
+            "the RDS-managed master secret is for {described}, writer {}:{}",
+            master.host,
+            master.port
+        );
+        Ok(Master {
+            secret: master,
+            rds: Some(described),
+        })
+    }
+
+    /// Refuses a master on another server than `current`'s. Two different hosts are one server
+    /// only when RDS says so; the message names both servers.
+    async fn check_same_server(
+        &self,
+        masterarn: &str,
+        master: &DatabaseSecret,
+        current: &DatabaseSecret,
+        server: Option<&rds::RdsServer>,
+    ) -> Result<(), Error> {
+        if master.same_server(current) {
+            return Ok(());
+        }
+        let mut master_is = format!("{}:{}", master.host, master.port);
+        if let Some(api) = self.rds.as_deref().filter(|_| rds::is_rds_host(&current.host)) {
+            let asked = match server {
+                Some(server) => Some(server.clone()),
+                None => rds::server_at(api, &master.host, master.port).await?,
+            };
+            if let Some(server) = asked {
+                if rds::reaches(api, &server, &current.host, current.port).await? {
+                    return Ok(());
+                }
+                master_is = format!("{master_is} ({})", server.describe());
+            }
+        }
+        Err(Error::invalid_secret(format!(
+            "the master secret {masterarn} is for {master_is}, the rotated secret for {}:{}, \
+             which is not an endpoint of the same database",
+            current.host, current.port
+        )))
+    }
+
+    /// testSecret's login when the pending credentials were refused: on an RDS reader or read
+    /// replica, the password set on the writer may not have arrived yet, so the login is tried
+    /// again until it works or the invocation's time is nearly out.
+    async fn login_after_replication(
+        &self,
+        ctx: &Context<'_, Self>,
+        pending: &DatabaseSecret,
+        refused: Error,
+    ) -> Result<D::Session, Error> {
+        let Some(api) = self.rds.as_deref().filter(|_| rds::is_rds_host(&pending.host)) else {
+            return Err(refused);
+        };
+        match rds::is_replica(api, &pending.host, pending.port).await {
+            Ok(true) => {}
+            Ok(false) => return Err(refused),
+            Err(e) => {
+                return Err(refused.context(format!(
+                    "(whether {} is a replica could not be asked of RDS: {e})",
+                    pending.host
+                )))
+            }
+        }
+        tracing::info!(
+            secret_arn = ctx.secret_id(),
+            host = pending.host.as_str(),
+            "pending credentials refused on a replica: waiting for the password to replicate"
+        );
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(200);
+        let mut last = refused;
+        // Keep time for the last login and the step's answer.
+        while ctx.deadline().remaining() > pause + Duration::from_secs(2) {
+            tokio::time::sleep(pause).await;
+            match self.db.login(pending, ctx.deadline()).await {
+                Ok(session) => {
+                    tracing::info!(
+                        secret_arn = ctx.secret_id(),
+                        waited_ms = started.elapsed().as_millis() as u64,
+                        "pending credentials replicated"
+                    );
+                    return Ok(session);
+                }
+                Err(e) if e.kind() == ErrorKind::Target => last = e,
+                Err(e) => return Err(e),
+            }
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+        Err(last.context(format!(
+            "waited {} s for the password to replicate to {}",
+            started.elapsed().as_secs(),
+            pending.host
+        )))
     }
 }
 
@@ -268,11 +466,14 @@ impl<D: Database> Engine for DatabaseEngine<D> {
 
     async fn test_pending(&self, ctx: &Context<'_, Self>) -> Result<(), Error> {
         let pending = ctx.pending().await?;
-        let mut session = self
-            .db
-            .login(pending, ctx.deadline())
-            .await
-            .map_err(|e| e.context("unable to log in with pending secret"))?;
+        let mut session = match self.db.login(pending, ctx.deadline()).await {
+            Ok(session) => Ok(session),
+            Err(refused) if refused.kind() == ErrorKind::Target => {
+                self.login_after_replication(ctx, pending, refused).await
+            }
+            Err(e) => Err(e),
+        }
+        .map_err(|e| e.context("unable to log in with pending secret"))?;
         self.db.check(&mut session, ctx.deadline()).await?;
         if self.strategy == Strategy::AlternatingUsers {
             let current = ctx.current().await?;
@@ -487,5 +688,226 @@ mod tests {
         assert_eq!((step, err.kind()), (Step::SetSecret, ErrorKind::InvalidSecret));
         assert!(err.to_string().contains("into itself"), "{err}");
         assert!(db.changes().is_empty());
+    }
+}
+
+/// Alternating users with RDS-managed master secrets and RDS endpoints, on the fake driver and
+/// the fake RDS API.
+#[cfg(test)]
+mod rds_tests {
+    use std::sync::Arc;
+
+    use secret_rotor::testing::{MemoryStore, Service};
+    use secret_rotor::{ErrorKind, Passwords, Rotor, SecretString, AWSCURRENT};
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::rds::{RdsCluster, RdsInstance, CLUSTER_TAG, INSTANCE_TAG};
+    use crate::testing::{MemoryDatabase, MemoryRds};
+
+    const SUFFIX: &str = "abc.us-east-1.rds.amazonaws.com";
+
+    fn instance(id: &str, port: u16) -> RdsInstance {
+        RdsInstance {
+            id: id.to_owned(),
+            arn: Some(format!("arn:aws:rds:us-east-1:123456789012:db:{id}")),
+            engine: "memory".to_owned(),
+            endpoint: Some((format!("{id}.{SUFFIX}"), port)),
+            cluster: None,
+            replica_source: None,
+        }
+    }
+
+    /// RDS with: instance `main` and its replica `main-replica`; an unrelated instance `other`;
+    /// a cluster `aurora` with writer `aurora-1` and reader `aurora-2`.
+    fn rds() -> MemoryRds {
+        let rds = MemoryRds::new();
+        rds.add_instance(instance("main", 5432));
+        rds.add_instance(RdsInstance {
+            replica_source: Some("main".to_owned()),
+            ..instance("main-replica", 5432)
+        });
+        rds.add_instance(instance("other", 5432));
+        rds.add_cluster(RdsCluster {
+            id: "aurora".to_owned(),
+            arn: Some("arn:aws:rds:us-east-1:123456789012:cluster:aurora".to_owned()),
+            engine: "memory".to_owned(),
+            endpoint: Some(format!("aurora.cluster-{SUFFIX}")),
+            reader_endpoint: Some(format!("aurora.cluster-ro-{SUFFIX}")),
+            port: Some(5432),
+            members: vec![("aurora-1".to_owned(), true), ("aurora-2".to_owned(), false)],
+        });
+        for (id, _) in [("aurora-1", true), ("aurora-2", false)] {
+            rds.add_instance(RdsInstance {
+                cluster: Some("aurora".to_owned()),
+                ..instance(id, 5432)
+            });
+        }
+        rds
+    }
+
+    struct Case {
+        db: MemoryDatabase,
+        store: MemoryStore,
+        rds: MemoryRds,
+        arn: String,
+        rotor: Rotor<DatabaseEngine<MemoryDatabase>>,
+    }
+
+    /// A secret for `app` on `host`, whose master is an RDS-managed secret (no host) tagged
+    /// `tag` = `resource`.
+    fn case(host: &str, tag: Option<(&str, &str)>, with_rds: bool) -> Case {
+        let db = MemoryDatabase::new();
+        db.add_user("app", "initial-1");
+        db.grant("app", "read orders");
+        db.add_superuser("admin", "master-1");
+        let store = MemoryStore::new();
+        let master = store.create_secret(
+            "rds!db-1",
+            &SecretString::from(json!({"username": "admin", "password": "master-1"}).to_string()),
+        );
+        if let Some((key, value)) = tag {
+            store.tag(&master, key, value);
+        }
+        let value = json!({"engine": "memory", "host": host, "port": 5432, "username": "app",
+            "password": "initial-1", "masterarn": master});
+        let arn = store.create_secret("app", &SecretString::from(value.to_string()));
+        let rds = rds();
+        let mut engine = DatabaseEngine::new(db.clone(), Strategy::AlternatingUsers);
+        if with_rds {
+            engine = engine.with_rds(Arc::new(rds.clone()));
+        }
+        let rotor = Rotor::with_passwords(Ok(engine), store.clone(), Passwords::from_lookup(|_| None, ""));
+        Case {
+            db,
+            store,
+            rds,
+            arn,
+            rotor,
+        }
+    }
+
+    fn instance_tag(id: &str) -> Option<(&'static str, String)> {
+        Some((
+            INSTANCE_TAG,
+            format!("arn:aws:rds:us-east-1:123456789012:db:{id}"),
+        ))
+    }
+
+    impl Case {
+        async fn rotate(&self) -> Result<String, (secret_rotor::Step, Error)> {
+            Service::new(&self.store).rotate(&self.rotor, &self.arn).await
+        }
+
+        fn current_logs_in(&self) -> bool {
+            let value: Value = serde_json::from_str(
+                self.store
+                    .value_at(&self.arn, AWSCURRENT)
+                    .expect("value")
+                    .expose(),
+            )
+            .expect("JSON");
+            self.db.logs_in(
+                value["username"].as_str().unwrap_or_default(),
+                value["password"].as_str().unwrap_or_default(),
+            )
+        }
+    }
+
+    fn with<'a>(tag: &'a Option<(&'static str, String)>) -> Option<(&'static str, &'a str)> {
+        tag.as_ref().map(|(key, value)| (*key, value.as_str()))
+    }
+
+    #[tokio::test]
+    async fn a_managed_master_of_the_instance_rotates_with_one_rds_call() {
+        let tag = instance_tag("main");
+        let case = case(&format!("main.{SUFFIX}"), with(&tag), true);
+        case.rotate().await.unwrap();
+        assert!(case.current_logs_in());
+        assert_eq!(
+            case.rds.calls(),
+            vec![format!("DescribeDBInstances {}", tag.unwrap().1)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_secret_on_a_read_replica_of_the_master_instance_is_accepted() {
+        let tag = instance_tag("main");
+        let case = case(&format!("main-replica.{SUFFIX}"), with(&tag), true);
+        case.rotate().await.unwrap();
+        assert!(case.current_logs_in());
+        assert!(case
+            .rds
+            .calls()
+            .contains(&"DescribeDBInstances main-replica".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_secret_on_the_reader_or_an_instance_of_the_master_cluster_is_accepted() {
+        let arn = "arn:aws:rds:us-east-1:123456789012:cluster:aurora";
+        for host in [
+            format!("aurora.cluster-ro-{SUFFIX}"),
+            format!("aurora-2.{SUFFIX}"),
+        ] {
+            let case = case(&host, Some((CLUSTER_TAG, arn)), true);
+            case.rotate().await.unwrap();
+            assert!(case.current_logs_in(), "{host}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_secret_on_another_instance_is_refused_naming_both_servers() {
+        let tag = instance_tag("main");
+        let case = case(&format!("other.{SUFFIX}"), with(&tag), true);
+        let (_, err) = case.rotate().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidSecret);
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("main.{SUFFIX}:5432 (RDS DB instance main)"))
+                && message.contains(&format!("other.{SUFFIX}:5432")),
+            "{message}"
+        );
+        assert!(case.db.changes().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_look_alike_name_that_rds_does_not_list_is_refused() {
+        // The first label names the replica, but RDS gives it another address.
+        let tag = instance_tag("main");
+        let case = case("main-replica.xyz.us-east-1.rds.amazonaws.com", with(&tag), true);
+        let (_, err) = case.rotate().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidSecret, "{err}");
+        assert!(case.db.changes().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_master_without_host_or_tag_is_refused_clearly() {
+        let case = case(&format!("main.{SUFFIX}"), None, true);
+        let (_, err) = case.rotate().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidSecret);
+        assert!(
+            err.to_string().contains("not a master secret managed by RDS"),
+            "{err}"
+        );
+        assert!(case.rds.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_managed_master_of_an_engine_of_another_family_is_refused() {
+        let rds_engine = RdsInstance {
+            engine: "oracle-ee".to_owned(),
+            ..instance("oracle", 1521)
+        };
+        let case = case(&format!("oracle.{SUFFIX}"), with(&instance_tag("oracle")), true);
+        case.rds.add_instance(rds_engine);
+        let (_, err) = case.rotate().await.unwrap_err();
+        assert!(err.to_string().contains("whose engine is oracle-ee"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn without_the_rds_api_a_managed_master_is_refused_clearly() {
+        let case = case(&format!("main.{SUFFIX}"), with(&instance_tag("main")), false);
+        let (_, err) = case.rotate().await.unwrap_err();
+        assert!(err.to_string().contains("missing required key `host`"), "{err}");
     }
 }

@@ -9,6 +9,7 @@
 //! set a password — and [`DatabaseEngine`] turns it into a rotation [`secret_rotor::Engine`].
 
 mod engine;
+pub mod rds;
 mod secret;
 mod strategy;
 #[cfg(any(test, feature = "testing"))]

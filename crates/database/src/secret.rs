@@ -52,6 +52,31 @@ impl DatabaseSecret {
         Self::parse_any(value, default_port).map_err(|e| e.context("master secret"))
     }
 
+    /// Parses an RDS-managed master secret (`username` and `password` only), on `host:port`,
+    /// the endpoint RDS gives for its database.
+    pub fn parse_master_on(value: &SecretString, host: &str, port: u16) -> Result<Self, Error> {
+        let mut doc = SecretJson::parse(value).map_err(|e| e.context("master secret"))?;
+        doc.set_str("host", host);
+        doc.insert("port", port.into());
+        Self::parse_master(&doc.to_secret_string(), port)
+    }
+
+    /// The same secret on `host:port` (a cluster's writer, for a secret on its reader).
+    pub fn on_server(&self, host: &str, port: u16) -> Self {
+        let mut doc = self.doc.clone();
+        doc.set_str("host", host);
+        doc.insert("port", port.into());
+        Self {
+            doc,
+            engine: self.engine.clone(),
+            host: host.to_owned(),
+            port,
+            username: self.username.clone(),
+            password: self.password.clone(),
+            dbname: self.dbname.clone(),
+        }
+    }
+
     fn parse_any(value: &SecretString, default_port: u16) -> Result<Self, Error> {
         let doc = SecretJson::parse(value)?;
         Ok(Self {

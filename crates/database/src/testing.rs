@@ -1,5 +1,5 @@
-//! A fake [`Database`] driver for fast tests of the strategies (feature `testing`; never in a
-//! function binary).
+//! A fake [`Database`] driver and a fake RDS API for fast tests of the strategies (feature
+//! `testing`; never in a function binary).
 //!
 //! [`MemoryDatabase`] keeps users, their passwords, whether each is a superuser, and a set of
 //! privileges per user, and records every login and every change, so that a test can check what
@@ -29,8 +29,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use secret_rotor::{Deadline, Error};
+use secret_rotor::{BoxFuture, Deadline, Error};
 
+use crate::rds::{RdsApi, RdsCluster, RdsInstance};
 use crate::secret::DatabaseSecret;
 use crate::strategy::UserPair;
 use crate::Database;
@@ -331,5 +332,69 @@ impl Database for MemoryDatabase {
             "user {} does not have exactly user {}'s privileges: missing {missing:?}, extra {extra:?}",
             pending_session.user, current.username
         )))
+    }
+}
+
+/// A fake RDS API: the instances and clusters a test describes, found by identifier or ARN,
+/// with every call counted.
+#[derive(Clone, Default)]
+pub struct MemoryRds {
+    state: Arc<Mutex<RdsState>>,
+}
+
+#[derive(Default)]
+struct RdsState {
+    instances: Vec<RdsInstance>,
+    clusters: Vec<RdsCluster>,
+    calls: Vec<String>,
+}
+
+impl MemoryRds {
+    /// An RDS with nothing in it.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, RdsState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Adds a DB instance.
+    pub fn add_instance(&self, instance: RdsInstance) {
+        self.state().instances.push(instance);
+    }
+
+    /// Adds a DB cluster.
+    pub fn add_cluster(&self, cluster: RdsCluster) {
+        self.state().clusters.push(cluster);
+    }
+
+    /// Every call so far, as `DescribeDBInstances <id>` or `DescribeDBClusters <id>`.
+    pub fn calls(&self) -> Vec<String> {
+        self.state().calls.clone()
+    }
+}
+
+impl RdsApi for MemoryRds {
+    fn instance<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RdsInstance>, Error>> {
+        let mut state = self.state();
+        state.calls.push(format!("DescribeDBInstances {id}"));
+        let found = state
+            .instances
+            .iter()
+            .find(|i| i.id == id || i.arn.as_deref() == Some(id))
+            .cloned();
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn cluster<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<RdsCluster>, Error>> {
+        let mut state = self.state();
+        state.calls.push(format!("DescribeDBClusters {id}"));
+        let found = state
+            .clusters
+            .iter()
+            .find(|c| c.id == id || c.arn.as_deref() == Some(id))
+            .cloned();
+        Box::pin(async move { Ok(found) })
     }
 }

@@ -15,7 +15,7 @@ use crate::event::Step;
 use crate::password::Passwords;
 use crate::preflight::Report;
 use crate::secret::SecretString;
-use crate::store::{SecretsStore, Version, AWSCURRENT, AWSPREVIOUS};
+use crate::store::{SecretDescription, SecretsStore, Version, AWSCURRENT, AWSPREVIOUS};
 
 /// A rotation target: a database flavour and strategy, a fleet of hosts, anything with
 /// credentials.
@@ -235,6 +235,16 @@ impl<'a, E: Engine> Context<'a, E> {
             )
             .await?
             .ok_or_else(|| Error::invalid_secret(format!("secret {secret_id} has no AWSCURRENT value")))
+    }
+
+    /// `DescribeSecret` of another secret (a master secret's tags).
+    pub async fn describe_secret(&self, secret_id: &str) -> Result<SecretDescription, Error> {
+        self.deadline
+            .run(
+                format!("describing secret {secret_id}"),
+                self.store.describe(secret_id),
+            )
+            .await
     }
 
     /// A new password from the configured source, checked against the policy.

@@ -79,6 +79,7 @@
 
 mod cache;
 mod deadline;
+pub mod aws;
 pub mod driver;
 mod engine;
 mod error;

@@ -10,11 +10,12 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+
+use crate::aws::sdk_error;
 use aws_sdk_secretsmanager::Client;
 
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::password::PasswordPolicy;
 use crate::secret::SecretString;
 
@@ -39,6 +40,8 @@ pub struct SecretDescription {
     pub versions: HashMap<String, Vec<String>>,
     /// `RotationLambdaARN`: the function that rotates the secret, if one is set.
     pub rotation_lambda_arn: Option<String>,
+    /// `Tags`, by key (RDS marks the master secrets it manages with a system tag).
+    pub tags: HashMap<String, String>,
 }
 
 impl SecretDescription {
@@ -124,156 +127,22 @@ impl SecretsManager {
     }
 
     /// Builds the client from the environment, once per process. No network call is made here:
-    /// connections open at the first request.
-    ///
-    /// Lambda gives a function its region and credentials as environment variables
-    /// (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`); when they
-    /// are set the client is built from them directly, without `aws-config`'s default chain
-    /// (profile files, SSO, IMDS and the rest: work a Lambda never needs; its own cost was not
-    /// measured apart, the trust store below was the measured part). Otherwise, as on an
-    /// operator's machine, the default chain. Either way `AWS_ENDPOINT_URL_SECRETS_MANAGER`,
-    /// then `AWS_ENDPOINT_URL`, then the reference's `SECRETS_MANAGER_ENDPOINT` name the endpoint
-    /// (unless `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`), and `AWS_USE_FIPS_ENDPOINT` /
-    /// `AWS_USE_DUALSTACK_ENDPOINT` are honoured.
+    /// connections open at the first request. The configuration is [`crate::aws::sdk_config`]'s;
+    /// `AWS_ENDPOINT_URL_SECRETS_MANAGER`, then `AWS_ENDPOINT_URL`, then the reference's
+    /// `SECRETS_MANAGER_ENDPOINT` name the endpoint.
     pub async fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let flag = |name: &str| var(name).map(|v| v.trim().eq_ignore_ascii_case("true"));
-        let region = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION"));
-        let mut config = match (region, var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
-            (Some(region), Some(key_id), Some(secret_key)) => {
-                let credentials =
-                    Credentials::new(key_id, secret_key, var("AWS_SESSION_TOKEN"), None, "Environment");
-                let mut config = aws_sdk_secretsmanager::Config::builder()
-                    .behavior_version(BehaviorVersion::latest())
-                    .region(Region::new(region))
-                    .credentials_provider(credentials);
-                if let Some(fips) = flag("AWS_USE_FIPS_ENDPOINT") {
-                    config = config.use_fips(fips);
-                }
-                if let Some(dual_stack) = flag("AWS_USE_DUALSTACK_ENDPOINT") {
-                    config = config.use_dual_stack(dual_stack);
-                }
-                config
-            }
-            _ => {
-                let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-                aws_sdk_secretsmanager::config::Builder::from(&shared)
-            }
-        };
-        if flag("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS") != Some(true) {
-            let endpoint = var("AWS_ENDPOINT_URL_SECRETS_MANAGER")
-                .or_else(|| var("AWS_ENDPOINT_URL"))
-                .or_else(|| var("SECRETS_MANAGER_ENDPOINT"));
-            if let Some(endpoint) = endpoint {
-                config = config.endpoint_url(endpoint);
-            }
-        }
-        let config = config.http_client(https_client());
-        Self::new(Client::from_conf(config.build()))
+        let config = crate::aws::sdk_config(&[
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+            "AWS_ENDPOINT_URL",
+            "SECRETS_MANAGER_ENDPOINT",
+        ])
+        .await;
+        Self::new(Client::new(&config))
     }
 
     /// The underlying client.
     pub fn client(&self) -> &Client {
         &self.client
-    }
-}
-
-/// The system's CA bundles, in the order the platforms keep them (Amazon Linux and Lambda's
-/// images first).
-const CA_BUNDLES: [&str; 3] = [
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/ssl/cert.pem",
-];
-
-/// The HTTPS client, trusting the system's CA bundle file (`SSL_CERT_FILE`, or the platform's
-/// bundle). The SDK's default reads every file of the certificate directory besides (on Debian
-/// some 300, 5.5 ms of each cold start on this project's machines, for the same roots); it is
-/// kept when `SSL_CERT_DIR` is set, when no bundle is found, or when a certificate of the bundle
-/// does not parse (the SDK would refuse the whole bundle with a panic).
-fn https_client() -> aws_sdk_secretsmanager::config::SharedHttpClient {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider, TlsContext, TrustStore};
-    let bundle = || {
-        if std::env::var_os("SSL_CERT_DIR").is_some() {
-            return None;
-        }
-        let path = std::env::var_os("SSL_CERT_FILE")
-            .map(std::path::PathBuf::from)
-            .or_else(|| {
-                CA_BUNDLES
-                    .iter()
-                    .map(std::path::PathBuf::from)
-                    .find(|p| p.is_file())
-            })?;
-        let pem = std::fs::read(path).ok()?;
-        bundle_parses(&pem).then_some(pem)
-    };
-    let trust = match bundle() {
-        Some(pem) => TrustStore::empty().with_pem_certificate(pem),
-        None => TrustStore::default(),
-    };
-    let builder = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::AwsLc));
-    match TlsContext::builder().with_trust_store(trust).build() {
-        Ok(context) => builder.tls_context(context).build_https(),
-        Err(_) => builder.build_https(),
-    }
-}
-
-/// Whether every certificate of a PEM bundle (at least one) is a usable root, as the SDK will
-/// require of each.
-fn bundle_parses(pem: &[u8]) -> bool {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(pem) {
-        let Ok(cert) = cert else { return false };
-        if roots.add(cert).is_err() {
-            return false;
-        }
-    }
-    !roots.is_empty()
-}
-
-/// Maps an SDK error to the framework's kinds: throttling and network faults are transient,
-/// permissions are configuration, the rest says the secret is not in a usable state.
-fn sdk_error<E, R>(operation: &str, secret_id: &str, err: SdkError<E, R>) -> Error
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug + 'static,
-{
-    match &err {
-        SdkError::ServiceError(service) => {
-            let inner = service.err();
-            let code = inner.code().unwrap_or("Unknown");
-            let message = inner.message().unwrap_or("");
-            let kind = match code {
-                "AccessDeniedException"
-                | "AccessDenied"
-                | "UnrecognizedClientException"
-                | "InvalidSignatureException"
-                | "DecryptionFailure"
-                | "EncryptionFailure"
-                | "ExpiredTokenException" => ErrorKind::Configuration,
-                "ResourceNotFoundException"
-                | "InvalidRequestException"
-                | "InvalidParameterException"
-                | "ResourceExistsException"
-                | "PreconditionNotMetException"
-                | "MalformedPolicyDocumentException" => ErrorKind::RotationState,
-                _ => ErrorKind::Transient,
-            };
-            Error::new(
-                kind,
-                format!("{operation} on {secret_id} failed: {code}: {message}"),
-            )
-        }
-        SdkError::ConstructionFailure(_) => Error::configuration(format!(
-            "{operation} on {secret_id} could not be built: {}",
-            error_chain(&err)
-        )),
-        _ => Error::transient(format!(
-            "{operation} on {secret_id} failed: {}",
-            error_chain(&err)
-        )),
     }
 }
 
@@ -313,6 +182,12 @@ impl SecretsStore for SecretsManager {
                 rotation_enabled: out.rotation_enabled,
                 versions: out.version_ids_to_stages.unwrap_or_default(),
                 rotation_lambda_arn: out.rotation_lambda_arn,
+                tags: out
+                    .tags
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|tag| Some((tag.key?, tag.value.unwrap_or_default())))
+                    .collect(),
             })
         })
     }
@@ -421,26 +296,5 @@ impl SecretsStore for SecretsManager {
                 .map(SecretString::new)
                 .ok_or_else(|| Error::transient("GetRandomPassword returned no password"))
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_bundle_is_used_only_when_every_certificate_in_it_is_a_usable_root() {
-        assert!(!bundle_parses(b""), "no certificate at all");
-        assert!(!bundle_parses(b"not a certificate\n"));
-        let broken = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        assert!(!bundle_parses(broken), "a block that is no certificate");
-        let system = CA_BUNDLES
-            .iter()
-            .find_map(|path| std::fs::read(path).ok())
-            .expect("a system CA bundle on this machine");
-        assert!(bundle_parses(&system), "the system's bundle");
-        let mut with_broken = system.clone();
-        with_broken.extend_from_slice(broken);
-        assert!(!bundle_parses(&with_broken), "one bad block refuses the bundle");
     }
 }

@@ -35,9 +35,11 @@ use crate::version::{Flavour, ServerVersion};
 /// The environment variable overriding the clone-name limit.
 pub const USERNAME_LIMIT_VARIABLE: &str = "USERNAME_CHARACTER_LIMIT";
 
-/// The engine of the deployed function: MySQL/MariaDB with the strategy of `ROTATION_STRATEGY`.
+/// The engine of the deployed function: MySQL/MariaDB with the strategy of `ROTATION_STRATEGY`,
+/// asking RDS (at first need) about RDS-managed master secrets and endpoints.
 pub fn engine_from_env() -> Result<DatabaseEngine<Mysql>, Error> {
-    DatabaseEngine::from_env(Mysql::from_env()?)
+    Ok(DatabaseEngine::from_env(Mysql::from_env()?)?
+        .with_rds(std::sync::Arc::new(rotor_rds::Rds::from_env())))
 }
 
 /// The MySQL / MariaDB driver.

@@ -76,6 +76,7 @@ struct StoredSecret {
     name: String,
     rotation_enabled: Option<bool>,
     rotation_lambda_arn: Option<String>,
+    tags: BTreeMap<String, String>,
     versions: BTreeMap<String, StoredVersion>,
 }
 
@@ -189,6 +190,7 @@ impl MemoryStore {
                 name: name.to_owned(),
                 rotation_enabled: Some(true),
                 rotation_lambda_arn: None,
+                tags: BTreeMap::new(),
                 versions,
             },
         );
@@ -201,6 +203,15 @@ impl MemoryStore {
         if let Ok(secret) = state.secret(secret_id) {
             secret.rotation_enabled = enabled;
             secret.rotation_lambda_arn = function_arn.map(str::to_owned);
+        }
+    }
+
+    /// Tags the secret, as `DescribeSecret` will report them (RDS tags the master secrets it
+    /// manages with `aws:rds:primaryDBInstanceArn` or `aws:rds:primaryDBClusterArn`).
+    pub fn tag(&self, secret_id: &str, key: &str, value: &str) {
+        let mut state = self.state();
+        if let Ok(secret) = state.secret(secret_id) {
+            secret.tags.insert(key.to_owned(), value.to_owned());
         }
     }
 
@@ -304,6 +315,7 @@ impl SecretsStore for MemoryStore {
                     .map(|(id, v)| (id.clone(), v.stages.clone()))
                     .collect(),
                 rotation_lambda_arn: secret.rotation_lambda_arn.clone(),
+                tags: secret.tags.clone().into_iter().collect(),
             })
         })
     }
