@@ -2,6 +2,7 @@
 //! in with `AWSCURRENT` (and the master for alternating users), and says what a rotation would do.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::Client;
@@ -9,6 +10,7 @@ use rotor_database::{Database, DatabaseEngine, DatabaseSecret, Strategy, UserPai
 use rotor_mysql::Mysql;
 use rotor_postgres::tls::TlsConfigs;
 use rotor_postgres::Postgres;
+use rotor_rds::Rds;
 use rotor_ssh_key::{SshKeyEngine, SshSecret};
 use secret_rotor::{Deadline, Engine, Passwords, SecretString, SecretsManager};
 use serde_json::{json, Value};
@@ -61,15 +63,19 @@ impl EngineKind {
 /// What one login proved: `Ok(details)` (TLS, server, account) or `Err(why)`. Never a secret value.
 pub type Login = Result<String, String>;
 
+/// The engines as the functions build them: asking RDS (at first need) about RDS-managed
+/// master secrets and endpoints.
 fn postgres(ca_bundle: Option<&Path>, strategy: Strategy) -> DatabaseEngine<Postgres> {
     DatabaseEngine::new(
         Postgres::new(TlsConfigs::new(ca_bundle.map(Path::to_owned))),
         strategy,
     )
+    .with_rds(Arc::new(Rds::from_env()))
 }
 
 fn mysql(ca_bundle: Option<&Path>, strategy: Strategy) -> DatabaseEngine<Mysql> {
     DatabaseEngine::new(Mysql::new(ca_bundle.map(Path::to_owned), None), strategy)
+        .with_rds(Arc::new(Rds::from_env()))
 }
 
 async fn login_database<D: Database>(db: &D, secret: &DatabaseSecret, deadline: Deadline) -> Login {

@@ -10,6 +10,8 @@ use aws_sdk_secretsmanager::Client;
 use secret_rotor::Deadline;
 use serde::Serialize;
 
+use rotor_database::rds::{CLUSTER_TAG, INSTANCE_TAG};
+
 use crate::check::{login, read_at, EngineKind, Login};
 use crate::output::Output;
 use crate::{CliError, Exit};
@@ -259,6 +261,16 @@ pub async fn status(client: &Client, args: &StatusArgs, out: &mut Output) -> Res
         "next       {}",
         date(d.next_rotation_date.as_ref()).unwrap_or_else(|| "-".into())
     ));
+    let managed_by_rds = rds_resource(d.tags());
+    if let Some(resource) = &managed_by_rds {
+        out.say(format!(
+            "managed    by RDS, master secret of {resource}: RDS rotates it itself, with no rotation function"
+        ));
+    }
+    let master = master_of(client, &arn).await;
+    if let Some(master) = &master {
+        out.say(format!("master     {master}"));
+    }
     let mut versions: Vec<_> = labels.iter().filter(|(_, s)| !s.is_empty()).collect();
     versions.sort_by_key(|(_, s)| !s.iter().any(|l| l == AWSCURRENT));
     out.say("versions");
@@ -276,6 +288,8 @@ pub async fn status(client: &Client, args: &StatusArgs, out: &mut Output) -> Res
             .iter()
             .map(|(v, s)| ((*v).clone(), (*s).clone()))
             .collect(),
+        managed_by_rds: managed_by_rds.clone(),
+        master,
         logins_error: None,
         logins: None,
         problems: Vec::new(),
@@ -319,13 +333,17 @@ pub async fn status(client: &Client, args: &StatusArgs, out: &mut Output) -> Res
                 .collect(),
         );
     }
-    let found = diagnose(
+    let mut found = diagnose(
         &arn,
         &labels,
         d.rotation_enabled,
         d.rotation_lambda_arn.as_deref(),
         &logins,
     );
+    if managed_by_rds.is_some() {
+        // RDS's managed rotation has no function: nothing to attach.
+        found.retain(|diagnosis| diagnosis.advice != "attach-function");
+    }
     for diagnosis in &found {
         out.say(format!(
             "PROBLEM    {}\nDO         {}",
@@ -357,6 +375,12 @@ struct StatusDoc {
     last_rotated: Option<String>,
     next_rotation: Option<String>,
     versions: BTreeMap<String, Vec<String>>,
+    /// The RDS instance or cluster whose master secret this is (RDS rotates it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    managed_by_rds: Option<String>,
+    /// The master secret an alternating-users secret names, and what it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    master: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     logins_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -381,6 +405,40 @@ struct ProblemDoc {
     problem: String,
     remedy: String,
     advice: &'static str,
+}
+
+/// `DB instance <arn>` or `DB cluster <arn>` when the tags are those RDS puts on the master
+/// secrets it manages.
+fn rds_resource(tags: &[aws_sdk_secretsmanager::types::Tag]) -> Option<String> {
+    tags.iter().find_map(|tag| match (tag.key(), tag.value()) {
+        (Some(INSTANCE_TAG), Some(arn)) => Some(format!("DB instance {arn}")),
+        (Some(CLUSTER_TAG), Some(arn)) => Some(format!("DB cluster {arn}")),
+        _ => None,
+    })
+}
+
+/// The `masterarn` of the secret's `AWSCURRENT`, and what that master is: managed by RDS (no
+/// host: the function asks RDS for the writer), or on a host of its own. `None` when the secret
+/// names no master; what could not be read is said in the line.
+async fn master_of(client: &Client, arn: &str) -> Option<String> {
+    let value = read_at(client, arn, AWSCURRENT).await.ok()?;
+    let doc: serde_json::Value = serde_json::from_str(value.expose()).ok()?;
+    let master = doc.get("masterarn")?.as_str()?.to_owned();
+    let described = match client.describe_secret().secret_id(&master).send().await {
+        Ok(d) => d,
+        Err(e) => {
+            return Some(format!(
+                "{master} (not described: {})",
+                CliError::from_sdk("DescribeSecret", e).message
+            ))
+        }
+    };
+    Some(match rds_resource(described.tags()) {
+        Some(resource) => {
+            format!("{master} (managed by RDS for {resource}: the function asks RDS for its writer endpoint)")
+        }
+        None => format!("{master} (not managed by RDS: its value names the host)"),
+    })
 }
 
 /// A rotation schedule as people read it: its expression, else `every N days`.
