@@ -72,6 +72,22 @@ pub async fn secrets_manager_client() -> Client {
     client
 }
 
+/// The RDS API of the local stack's moto server (the RDS topology `scripts/stack` creates), as
+/// the database functions ask it.
+pub fn rds_api() -> std::sync::Arc<rotor_rds::Rds> {
+    let endpoint = stack_setting("AWS_ENDPOINT_URL")
+        .expect("no RDS endpoint: run `scripts/stack up` first (it writes .local/stack.env)");
+    let config = aws_sdk_rds::Config::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_rds::config::Credentials::new(
+            "testing", "testing", None, None, "stack",
+        ))
+        .build();
+    std::sync::Arc::new(rotor_rds::Rds::new(aws_sdk_rds::Client::from_conf(config)))
+}
+
 /// A random number below `n`, for random delays.
 pub fn random_below(n: u64) -> u64 {
     let mut bytes = [0u8; 8];
@@ -615,6 +631,13 @@ impl CapturedLogs {
     /// Everything logged so far.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
+    }
+
+    /// The framework's JSON subscriber at `directives` for this thread (a current-thread test
+    /// runtime), until the guard is dropped.
+    pub fn set_default(&self, directives: &str) -> tracing::subscriber::DefaultGuard {
+        let filter = tracing_subscriber::EnvFilter::new(directives);
+        tracing::subscriber::set_default(secret_rotor::logging::subscriber(filter, None, self.clone()))
     }
 
     /// Installs the framework's JSON subscriber at `directives` for the whole process (a test
