@@ -297,6 +297,47 @@ async fn mysql_subject(engine: &str) -> Subject {
     }
 }
 
+/// An alternating-users secret on the stack's RDS instance (`scripts/stack`'s RDS topology in
+/// moto) whose master is its RDS-managed `rds!db-…` secret: the rotation asks RDS for the writer.
+async fn postgres_rds_subject() -> Subject {
+    let server = PgServer::named("pg15");
+    let setting =
+        |name: &str| stack_setting(name).unwrap_or_else(|| panic!("no {name}: run `scripts/stack up`"));
+    let user = format!("bench_{}", random_hex(4));
+    server
+        .run(&format!(
+            "CREATE ROLE {user} LOGIN PASSWORD '{}'",
+            fixtures::INITIAL_PASSWORD
+        ))
+        .await;
+    let value = json!({"engine": "postgres", "host": setting("ROTOR_RDS_PG15_HOST"), "port": server.port,
+                       "username": user, "password": fixtures::INITIAL_PASSWORD,
+                       "masterarn": setting("ROTOR_RDS_PG15_MASTER_ARN")});
+    let client = secrets_manager_client().await;
+    let arn = create_secret(&client, "bench-rds", &value.to_string()).await;
+    let users = vec![user.clone(), format!("{user}_clone"), "admin".to_owned()];
+    let log = server.clone();
+    let connections = log_counter(
+        move || log.log(),
+        users
+            .iter()
+            .map(|u| format!("connection authorized: user={u} "))
+            .collect(),
+    );
+    let refused = log_counter(
+        move || server.log(),
+        users
+            .iter()
+            .map(|u| format!("password authentication failed for user \"{u}\""))
+            .collect(),
+    );
+    Subject {
+        arn,
+        connections,
+        refused,
+    }
+}
+
 async fn ssh_subject() -> Subject {
     Subject {
         arn: fixtures::ssh(&SshHost::both()).await.arn,
@@ -308,6 +349,8 @@ async fn ssh_subject() -> Subject {
 #[derive(Default)]
 struct Figures {
     cold: Vec<f64>,
+    /// setSecret in the cold process (the first that may build a client at first use).
+    cold_set: Vec<f64>,
     steps: [Vec<f64>; 4],
     rotation: Vec<f64>,
     rss: Vec<f64>,
@@ -338,13 +381,14 @@ async fn measure(
             .steps(&[Step::CreateSecret], &subject.arn, &token)
             .await?;
         figures.cold.push(ms(function.spawned.elapsed()));
-        function
+        let rest = function
             .steps(
                 &[Step::SetSecret, Step::TestSecret, Step::FinishSecret],
                 &subject.arn,
                 &token,
             )
             .await?;
+        figures.cold_set.push(rest.first().map_or(0.0, |t| ms(*t)));
         end_rotation(&client, &subject.arn, &token).await;
         // Warm rotations.
         for _ in 0..3 {
@@ -422,6 +466,12 @@ async fn run_subject(
         "postgres" => {
             measure(name, program, env, runs, endpoint, counts, async || {
                 postgres_subject().await
+            })
+            .await
+        }
+        "postgres-rds" => {
+            measure(name, program, env, runs, endpoint, counts, async || {
+                postgres_rds_subject().await
             })
             .await
         }
@@ -606,6 +656,14 @@ async fn main() -> Result<()> {
             ],
         ),
         (
+            "postgres/alternating-users, RDS-managed master (PostgreSQL 15)",
+            "postgres-rds",
+            vec![
+                ("DATABASE_CA_BUNDLE", ca.clone()),
+                ("ROTATION_STRATEGY", "alternating-users".into()),
+            ],
+        ),
+        (
             "mysql/single-user (MariaDB)",
             "mysql",
             vec![("DATABASE_CA_BUNDLE", ca.clone())],
@@ -622,7 +680,8 @@ async fn main() -> Result<()> {
     ];
     let mut results = Vec::new();
     for (name, bin, env) in &subjects {
-        let binary = bootstrap(bin);
+        // `postgres-rds`: the postgres function, on the stack's RDS instance.
+        let binary = bootstrap(bin.strip_suffix("-rds").unwrap_or(bin));
         let program = Program::Bootstrap(&binary);
         let figures = run_subject(name, bin, false, program, env, runs, &endpoint, &counts).await?;
         results.push((*name, figures));
@@ -650,6 +709,7 @@ async fn main() -> Result<()> {
     println!("| function | cold start ms | x cold floor | create | set | test | finish | warm rotation ms | peak RSS MiB | SM calls/rotation | DB conns | refused logins | floor ms | x floor |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut summaries = BTreeMap::new();
+    let mut cold_sets = Vec::new();
     for (name, mut figures) in results {
         let summary = Summary::of(&mut figures, sm_floor, db_floor);
         let (cold, cold_lo, cold_hi) = summary.cold;
@@ -666,7 +726,15 @@ async fn main() -> Result<()> {
             summary.floor,
             summary.multiple,
         );
+        let (cold_set, _, _) = stats(&mut figures.cold_set);
+        cold_sets.push(format!("| {name} | {cold_set:.1} | {set:.1} |"));
         summaries.insert(name, (summary, figures.connections, figures.refused));
+    }
+    println!("\n## setSecret in the cold process and warm (a client built at first use shows here)\n");
+    println!("| function | cold process setSecret ms | warm setSecret ms |");
+    println!("|---|---|---|");
+    for line in cold_sets {
+        println!("{line}");
     }
     if let Some(reference) = reference {
         println!("\n## Side by side with AWS's Python functions (same Runtime API server, Secrets Manager and databases; {runs} cold processes, 3 warm rotations each)\n");

@@ -46,13 +46,7 @@ pub async fn start(upstream_port: u16) -> std::io::Result<(u16, Counts)> {
                 let mut from_client = BufReader::new(client_read);
                 let mut from_server = BufReader::new(server_read);
                 while let Ok(Some(request)) = read_message(&mut from_client).await {
-                    let operation = request
-                        .header("x-amz-target")
-                        .unwrap_or("?")
-                        .rsplit('.')
-                        .next()
-                        .unwrap_or("?")
-                        .to_owned();
+                    let operation = operation_of(&request);
                     counts.add(&operation);
                     if server_write.write_all(&request.to_bytes()).await.is_err() {
                         return;
@@ -68,4 +62,17 @@ pub async fn start(upstream_port: u16) -> std::io::Result<(u16, Counts)> {
         }
     });
     Ok((port, counts))
+}
+
+/// The API operation of a request: `X-Amz-Target`'s last part (Secrets Manager's JSON protocol),
+/// else the form body's `Action` (RDS's query protocol).
+fn operation_of(request: &crate::http::Message) -> String {
+    if let Some(target) = request.header("x-amz-target") {
+        return target.rsplit('.').next().unwrap_or("?").to_owned();
+    }
+    String::from_utf8_lossy(&request.body)
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("Action="))
+        .unwrap_or("?")
+        .to_owned()
 }
