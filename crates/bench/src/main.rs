@@ -315,7 +315,7 @@ async fn postgres_rds_subject() -> Subject {
                        "masterarn": setting("ROTOR_RDS_PG15_MASTER_ARN")});
     let client = secrets_manager_client().await;
     let arn = create_secret(&client, "bench-rds", &value.to_string()).await;
-    let users = vec![user.clone(), format!("{user}_clone"), "admin".to_owned()];
+    let users = [user.clone(), format!("{user}_clone"), "admin".to_owned()];
     let log = server.clone();
     let connections = log_counter(
         move || log.log(),
