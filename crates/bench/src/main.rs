@@ -235,7 +235,11 @@ fn log_counter(log: impl Fn() -> String + 'static, patterns: Vec<String>) -> Box
 async fn postgres_subject() -> Subject {
     let server = PgServer::named("pg17");
     let fixture = fixtures::postgres(&server, "localhost", json!({"ssl": true})).await;
-    let users = logins_of(&fixture);
+    postgres_counted(fixture.arn, server, &logins_of(&fixture))
+}
+
+/// A PostgreSQL subject: the connections and refused logins of `users` in `server`'s log.
+fn postgres_counted(arn: String, server: PgServer, users: &[String]) -> Subject {
     let log = server.clone();
     let connections = log_counter(
         move || log.log(),
@@ -252,7 +256,7 @@ async fn postgres_subject() -> Subject {
             .collect(),
     );
     Subject {
-        arn: fixture.arn,
+        arn,
         connections,
         refused,
     }
@@ -316,26 +320,7 @@ async fn postgres_rds_subject() -> Subject {
     let client = secrets_manager_client().await;
     let arn = create_secret(&client, "bench-rds", &value.to_string()).await;
     let users = [user.clone(), format!("{user}_clone"), "admin".to_owned()];
-    let log = server.clone();
-    let connections = log_counter(
-        move || log.log(),
-        users
-            .iter()
-            .map(|u| format!("connection authorized: user={u} "))
-            .collect(),
-    );
-    let refused = log_counter(
-        move || server.log(),
-        users
-            .iter()
-            .map(|u| format!("password authentication failed for user \"{u}\""))
-            .collect(),
-    );
-    Subject {
-        arn,
-        connections,
-        refused,
-    }
+    postgres_counted(arn, server, &users)
 }
 
 async fn ssh_subject() -> Subject {
