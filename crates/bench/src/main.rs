@@ -235,7 +235,8 @@ fn log_counter(log: impl Fn() -> String + 'static, patterns: Vec<String>) -> Box
 async fn postgres_subject() -> Subject {
     let server = PgServer::named("pg17");
     let fixture = fixtures::postgres(&server, "localhost", json!({"ssl": true})).await;
-    postgres_counted(fixture.arn, server, &logins_of(&fixture))
+    let users = logins_of(&fixture);
+    postgres_counted(fixture.arn, server, &users)
 }
 
 /// A PostgreSQL subject: the connections and refused logins of `users` in `server`'s log.
