@@ -339,6 +339,86 @@ async fn value_at_version(client: &Client, arn: &str, version: &str) -> Value {
     serde_json::from_str(out.secret_string().expect("string")).expect("JSON")
 }
 
+/// The RDS API refusing connections, then hanging: setSecret fails (transient, then out of time
+/// within its deadline) before it changes anything, and the retry of the same token converges
+/// once RDS answers again.
+#[tokio::test]
+async fn the_rds_api_refusing_or_hanging_fails_set_secret_cleanly_and_the_retry_converges() {
+    let server = PgServer::named("pg15");
+    let client = secrets_manager_client().await;
+    let user = pg_user(&server).await;
+    let arn = secret(
+        &client,
+        "postgres",
+        &setting("ROTOR_RDS_PG15_HOST"),
+        server.port,
+        &user,
+        &setting("ROTOR_RDS_PG15_MASTER_ARN"),
+    )
+    .await;
+    let moto_port: u16 = setting("AWS_ENDPOINT_URL")
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.trim_end_matches('/').parse().ok())
+        .expect("the stack's endpoint has a port");
+    let mut switch = rotor_tests::net::Switch::off(moto_port).await;
+    let engine = DatabaseEngine::new(
+        Postgres::new(TlsConfigs::new(Some(ca()))),
+        Strategy::AlternatingUsers,
+    )
+    .with_rds(rds_api_at(&format!("http://127.0.0.1:{}", switch.port)));
+    let rotor = rotor_for(engine, &client);
+    let token = new_token();
+    start_rotation(&client, &arn, &token).await;
+    let step = |step, budget| {
+        let event = event(step, &arn, &token);
+        let rotor = &rotor;
+        async move { rotor.handle(&event, secret_rotor::Deadline::after(budget)).await }
+    };
+    step(Step::CreateSecret, STEP_TIME).await.expect("createSecret");
+    let clone_exists = || async {
+        server
+            .admin()
+            .await
+            .query_opt(
+                "SELECT 1 FROM pg_roles WHERE rolname = $1",
+                &[&format!("{user}_clone")],
+            )
+            .await
+            .expect("query")
+            .is_some()
+    };
+
+    let refused = step(Step::SetSecret, STEP_TIME).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Transient, "{refused}");
+    assert!(refused.to_string().contains("DescribeDBInstances"), "{refused}");
+    assert!(!clone_exists().await, "nothing changed while RDS refused");
+
+    switch.hang().await;
+    let started = std::time::Instant::now();
+    let hung = step(Step::SetSecret, Duration::from_secs(3)).await.unwrap_err();
+    assert_eq!(hung.kind(), ErrorKind::Timeout, "{hung}");
+    assert!(
+        hung.to_string().contains("asking RDS for the master's database"),
+        "{hung}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "bounded by the deadline"
+    );
+    assert!(!clone_exists().await, "nothing changed while RDS hung");
+
+    switch.on().await;
+    for retried in [Step::SetSecret, Step::TestSecret, Step::FinishSecret] {
+        step(retried, STEP_TIME)
+            .await
+            .unwrap_or_else(|e| panic!("{retried}: {e}"));
+    }
+    end_rotation(&client, &arn, &token).await;
+    assert!(pg_logs_in(&server, &client, &arn, "AWSCURRENT").await);
+    assert!(pg_logs_in(&server, &client, &arn, "AWSPREVIOUS").await);
+}
+
 async fn wait_until_logs_in(server: &PgServer, user: &str, password: &str) {
     for _ in 0..100 {
         if server.logs_in(user, password).await {

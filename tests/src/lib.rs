@@ -77,6 +77,11 @@ pub async fn secrets_manager_client() -> Client {
 pub fn rds_api() -> std::sync::Arc<rotor_rds::Rds> {
     let endpoint = stack_setting("AWS_ENDPOINT_URL")
         .expect("no RDS endpoint: run `scripts/stack up` first (it writes .local/stack.env)");
+    rds_api_at(&endpoint)
+}
+
+/// The RDS API at `endpoint` (the stack's, or a faulty port in front of it).
+pub fn rds_api_at(endpoint: &str) -> std::sync::Arc<rotor_rds::Rds> {
     let config = aws_sdk_rds::Config::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))

@@ -193,7 +193,8 @@ impl<D: Database> DatabaseEngine<D> {
             .map_err(|e| e.context("master secret"))?;
         if has_host {
             let master = DatabaseSecret::parse_master(&raw, self.db.default_port())?;
-            self.check_same_server(masterarn, &master, current, None).await?;
+            self.check_same_server(ctx, masterarn, &master, current, None)
+                .await?;
             return Ok(Master {
                 secret: master,
                 rds: None,
@@ -212,7 +213,12 @@ impl<D: Database> DatabaseEngine<D> {
             .describe_secret(masterarn)
             .await
             .map_err(|e| e.context("master secret"))?;
-        let server = rds::managed_master(api, &description)
+        let server = ctx
+            .deadline()
+            .run(
+                "asking RDS for the master's database",
+                rds::managed_master(api, &description),
+            )
             .await
             .map_err(|e| e.context(format!("master secret {masterarn}")))?
             .ok_or_else(|| {
@@ -239,7 +245,7 @@ impl<D: Database> DatabaseEngine<D> {
         })?;
         let master = DatabaseSecret::parse_master_on(&raw, host, port)?;
         let described = server.describe();
-        self.check_same_server(masterarn, &master, current, Some(&server))
+        self.check_same_server(ctx, masterarn, &master, current, Some(&server))
             .await?;
         tracing::info!(
             secret_arn = ctx.secret_id(),
@@ -258,6 +264,7 @@ impl<D: Database> DatabaseEngine<D> {
     /// only when RDS says so; the message names both servers.
     async fn check_same_server(
         &self,
+        ctx: &Context<'_, Self>,
         masterarn: &str,
         master: &DatabaseSecret,
         current: &DatabaseSecret,
@@ -268,12 +275,17 @@ impl<D: Database> DatabaseEngine<D> {
         }
         let mut master_is = format!("{}:{}", master.host, master.port);
         if let Some(api) = self.rds.as_deref().filter(|_| rds::is_rds_host(&current.host)) {
+            let asking = "asking RDS whether the two hosts are one database";
             let asked = match server {
                 Some(server) => Some(server.clone()),
-                None => rds::server_at(api, &master.host, master.port).await?,
+                None => {
+                    let server_at = rds::server_at(api, &master.host, master.port);
+                    ctx.deadline().run(asking, server_at).await?
+                }
             };
             if let Some(server) = asked {
-                if rds::reaches(api, &server, &current.host, current.port).await? {
+                let reaches = rds::reaches(api, &server, &current.host, current.port);
+                if ctx.deadline().run(asking, reaches).await? {
                     return Ok(());
                 }
                 master_is = format!("{master_is} ({})", server.describe());
@@ -298,7 +310,12 @@ impl<D: Database> DatabaseEngine<D> {
         let Some(api) = self.rds.as_deref().filter(|_| rds::is_rds_host(&pending.host)) else {
             return Err(refused);
         };
-        match rds::is_replica(api, &pending.host, pending.port).await {
+        let is_replica = rds::is_replica(api, &pending.host, pending.port);
+        match ctx
+            .deadline()
+            .run("asking RDS whether the host is a replica", is_replica)
+            .await
+        {
             Ok(true) => {}
             Ok(false) => return Err(refused),
             Err(e) => {
