@@ -11,6 +11,9 @@ deploy): `python scripts/check-template-rules.py .local/template.cfn.json`. Exit
    stack's region) and kms:EncryptionContext:SecretARN (secret ARNs, not "*"), grants only
    kms:Decrypt, kms:DescribeKey and kms:GenerateDataKey on a given key (not "*"), and sits in the
    true branch of an Fn::If (no grant on an empty key parameter); every function's role has one.
+4. Each IAM statement that allows RDS actions grants only rds:DescribeDBInstances and
+   rds:DescribeDBClusters, on this account's instances and clusters in the stack's region (not
+   "*"), and sits in the true branch of an Fn::If (only when master secrets are configured).
 """
 
 import json
@@ -28,6 +31,8 @@ PSEUDO_MAX = {
     "AWS::URLSuffix": 24,
 }
 KMS_ACTIONS = {"kms:decrypt", "kms:describekey", "kms:generatedatakey"}
+RDS_ACTIONS = {"rds:describedbinstances", "rds:describedbclusters"}
+RDS_RESOURCE = re.compile(r"arn:\$\{AWS::Partition\}:rds:\$\{AWS::Region\}:\$\{AWS::AccountId\}:(db|cluster):\*")
 VIA_SERVICE = {
     "secretsmanager.${AWS::Region}.${AWS::URLSuffix}",
     "secretsmanager.${AWS::Region}.amazonaws.com",
@@ -260,6 +265,32 @@ def check_kms(resources, failures):
     return count
 
 
+def check_rds(resources, failures):
+    """Rule 4; the number of RDS statements."""
+    count = 0
+    for name, resource in resources.items():
+        kind = resource.get("Type")
+        if kind not in ("AWS::IAM::Role", "AWS::IAM::RolePolicy", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            continue
+        properties = resource.get("Properties", {})
+        documents = properties.get("Policies", []) if kind == "AWS::IAM::Role" else properties.get("PolicyDocument", {})
+        for statement, where, in_if in statements(documents, name, False):
+            granted = set(actions(statement))
+            grants_rds = "NotAction" in statement or any(a == "*" or a.startswith("rds:") for a in granted)
+            if statement.get("Effect") != "Allow" or not grants_rds:
+                continue
+            count += 1
+            if "NotAction" in statement or not granted <= RDS_ACTIONS:
+                failures.append(f"{where}: grants {sorted(granted) or 'NotAction'}; only {sorted(RDS_ACTIONS)} belong in an RDS statement")
+            resources_granted = values(statement.get("Resource", []))
+            if not resources_granted or any(kind != "sub" or not RDS_RESOURCE.fullmatch(value)
+                                            for kind, value in resources_granted):
+                failures.append(f"{where}: Resource {json.dumps(statement.get('Resource'))} is not this account's RDS instances and clusters")
+            if not in_if:
+                failures.append(f"{where}: an RDS statement not inside an Fn::If (it belongs only to functions with master secrets)")
+    return count
+
+
 def check(template):
     """The broken rules of a translated template, and what was counted: (failures, functions,
     functions named by CloudFormation, KMS statements)."""
@@ -269,6 +300,7 @@ def check(template):
     functions, generated = check_function_names(resources, parameters, failures)
     check_log_groups(resources, failures)
     kms = check_kms(resources, failures)
+    check_rds(resources, failures)
     return failures, functions, generated, kms
 
 

@@ -138,6 +138,23 @@ def kms_statement(t):
     raise LookupError("no KMS statement in the template")
 
 
+def rds_statement(t):
+    """The first RDS statement of the template's roles."""
+    for name, resource in resources(t).items():
+        if resource.get("Type") == "AWS::IAM::Role":
+            for statement, _, _ in rules.statements(resource["Properties"].get("Policies", []), name, False):
+                if any(action.startswith("rds:") for action in rules.actions(statement)):
+                    return statement
+    raise LookupError("no RDS statement in the template")
+
+
+def rds_for_every_function(t):
+    """An RDS statement in a role's policies outside any Fn::If."""
+    resources(t)["PostgresSingleUserRole"]["Properties"]["Policies"].append({
+        "PolicyName": "describe-databases",
+        "PolicyDocument": {"Version": "2012-10-17", "Statement": [dict(rds_statement(t))]}})
+
+
 def pop_condition(statement, operator, key):
     block = statement["Condition"][operator]
     block.pop(next(name for name in block if name.lower() == key.lower()))
@@ -161,6 +178,9 @@ RULE_CASES = [
      "kms:EncryptionContext:SecretARN"),
     ("KMS on every key", lambda t: set_(kms_statement(t), "Resource", "*"), "is not one key"),
     ("KMS granting kms:*", lambda t: set_(kms_statement(t), "Action", "kms:*"), "belong in a KMS statement"),
+    ("RDS granting rds:*", lambda t: set_(rds_statement(t), "Action", "rds:*"), "belong in an RDS statement"),
+    ("RDS on every resource", lambda t: set_(rds_statement(t), "Resource", "*"), "RDS instances and clusters"),
+    ("RDS for functions without masters", rds_for_every_function, "not inside an Fn::If"),
 ]
 
 
