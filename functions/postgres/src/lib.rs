@@ -7,6 +7,13 @@
 //! strategy the clone role is created with `LOGIN` and membership of the original role (in one
 //! transaction), and the membership is checked again at every rotation; on PostgreSQL 16+ a
 //! master without ADMIN OPTION on the roles gets an error naming the `GRANT` that fixes it.
+//!
+//! Behind a transaction-mode pooler (PgBouncer) every transaction may run on another
+//! server connection that other clients share: logins send no `options` startup parameter
+//! (PgBouncer refuses it), statements that write or wait for locks run in a transaction that
+//! starts with `SET LOCAL statement_timeout` (never a session `SET`, which would stay on the
+//! pooled connection), and queries use unnamed statements (a named prepared statement would
+//! outlive its transaction on a connection the next client gets).
 
 pub mod sql;
 pub mod tls;
@@ -18,6 +25,7 @@ use rotor_database::{Database, DatabaseEngine, DatabaseSecret, UserPair};
 use secret_rotor::{Deadline, Error, ErrorKind};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls};
 
 use crate::tls::{RustlsConnector, TlsConfigs, TlsMode};
@@ -38,6 +46,8 @@ pub struct PgSession {
     client: Client,
     /// Whether the connection is encrypted.
     pub tls: bool,
+    /// `server_version_num` as the server (or a pooler, relaying it) announced it at login.
+    server_version: Option<u32>,
 }
 
 impl PgSession {
@@ -73,42 +83,70 @@ impl Postgres {
         Ok(())
     }
 
-    async fn query_bool(
+    /// Runs `body` (statements separated by `;`) as one transaction, in one round trip, whose
+    /// statements the server itself cancels once the invocation's deadline has passed: a
+    /// statement left waiting for a lock (on `pg_authid`, on the objects `REASSIGN OWNED` moves)
+    /// when the step gives up must not keep waiting, and queueing others behind it, after the
+    /// function has gone. `SET LOCAL` ends with the transaction, so nothing stays on a server
+    /// connection that a transaction-mode pooler hands to other clients. On failure the
+    /// transaction is rolled back, also within the deadline.
+    async fn transaction(
         session: &PgSession,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        body: &str,
         what: &str,
         deadline: Deadline,
-    ) -> Result<bool, Error> {
-        Ok(Self::query_row_bool(session, sql, params, what, deadline)
-            .await?
-            .unwrap_or(false))
+    ) -> Result<(), Error> {
+        let sql = secret_rotor::zeroize::Zeroizing::new(format!(
+            "BEGIN; SET LOCAL statement_timeout = {}; {body}; COMMIT;",
+            statement_timeout_ms(deadline)
+        ));
+        let result = Self::batch(session, &sql, what, deadline).await;
+        if result.is_err() {
+            // A failed statement skips the rest of the string, COMMIT included: the transaction
+            // stays open (and, behind a pooler, its server connection ours) until ROLLBACK.
+            // Bounded like every call: a server that hangs must not hold the step past its
+            // deadline.
+            let _ = deadline
+                .run("rolling back", async {
+                    session
+                        .client
+                        .batch_execute("ROLLBACK")
+                        .await
+                        .map_err(|e| statement_error("ROLLBACK", &e))
+                })
+                .await;
+        }
+        result
     }
 
-    /// The first column of the one row `sql` returns, as a bool; `None` when there is no row.
-    async fn query_row_bool(
+    /// The rows of `sql`, run as an unnamed statement: one round trip (parse, bind, execute),
+    /// and no prepared statement left on the server connection, which a transaction-mode pooler
+    /// may give to another client as soon as this query ends. Read-only catalog queries only:
+    /// they wait for no lock but an ACCESS EXCLUSIVE one on a catalog and hold none that others
+    /// wait for, so the client-side deadline bounds them enough.
+    async fn query(
         session: &PgSession,
         sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+        params: &[(&(dyn tokio_postgres::types::ToSql + Sync), Type)],
         what: &str,
         deadline: Deadline,
-    ) -> Result<Option<bool>, Error> {
-        secret_rotor::failpoint!("postgres.query.before")?;
-        let value = deadline
+    ) -> Result<Vec<tokio_postgres::Row>, Error> {
+        deadline
             .run(what, async {
-                let row = session
+                session
                     .client
-                    .query_opt(sql, params)
+                    .query_typed(sql, params)
                     .await
-                    .map_err(|e| statement_error(what, &e))?;
-                Ok(row.map(|row| row.try_get::<_, bool>(0).unwrap_or(true)))
+                    .map_err(|e| statement_error(what, &e))
             })
-            .await?;
-        secret_rotor::failpoint!("postgres.query.after")?;
-        Ok(value)
+            .await
     }
 
+    /// `server_version_num`: as announced at login (no round trip), else asked.
     async fn server_version(session: &PgSession, deadline: Deadline) -> Result<u32, Error> {
+        if let Some(version) = session.server_version {
+            return Ok(version);
+        }
         deadline
             .run("reading the server version", async {
                 let rows = session
@@ -126,66 +164,76 @@ impl Postgres {
             .await
     }
 
-    /// `role`'s settings and memberships, as any user may read them; `None` when there is no
-    /// such role.
-    async fn role_state(
+    /// Both users' settings and memberships, as any user may read them, and whether the
+    /// session's user holds ADMIN OPTION on each, in one query; `None` for a role that does not
+    /// exist.
+    async fn role_states(
         session: &PgSession,
-        role: &str,
+        roles: [&str; 2],
         pair: &UserPair,
         deadline: Deadline,
-    ) -> Result<Option<RoleState>, Error> {
-        let row = deadline
-            .run("reading a role's settings and memberships", async {
-                session
-                    .client
-                    .query_opt(
-                        "SELECT coalesce(r.rolconfig, '{}'::text[]), ARRAY(SELECT g.rolname::text \
-                         FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid), \
-                         r.rolsuper FROM pg_roles r WHERE r.rolname = $1",
-                        &[&role],
-                    )
-                    .await
-                    .map_err(|e| statement_error("reading a role's settings and memberships", &e))
-            })
-            .await?;
-        row.map(|row| {
-            let config: Vec<String> = row.try_get(0).map_err(|e| Error::transient(e.to_string()))?;
-            let roles: Vec<String> = row.try_get(1).map_err(|e| Error::transient(e.to_string()))?;
-            let superuser: bool = row.try_get(2).map_err(|e| Error::transient(e.to_string()))?;
-            Ok(RoleState {
-                superuser,
-                ..RoleState::new(config, roles, pair)
-            })
-        })
-        .transpose()
+    ) -> Result<[Option<RoleState>; 2], Error> {
+        const WHAT: &str = "reading the users' settings and memberships";
+        // A crash point among the reads, for the crash matrix.
+        secret_rotor::failpoint!("postgres.query.before")?;
+        let rows = Self::query(
+            session,
+            "SELECT r.rolname::text, coalesce(r.rolconfig, '{}'::text[]), ARRAY(SELECT g.rolname::text \
+             FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid), \
+             r.rolsuper, pg_has_role(current_user, r.oid, 'MEMBER WITH ADMIN OPTION') \
+             FROM pg_roles r WHERE r.rolname IN ($1, $2)",
+            &[(&roles[0], Type::NAME), (&roles[1], Type::NAME)],
+            WHAT,
+            deadline,
+        )
+        .await?;
+        secret_rotor::failpoint!("postgres.query.after")?;
+        let mut states = [None, None];
+        for row in rows {
+            let column = |e: tokio_postgres::Error| Error::transient(format!("{WHAT}: {e}"));
+            let name: String = row.try_get(0).map_err(column)?;
+            let config: Vec<String> = row.try_get(1).map_err(column)?;
+            let member_of: Vec<String> = row.try_get(2).map_err(column)?;
+            let superuser: bool = row.try_get(3).map_err(column)?;
+            let admin: bool = row.try_get(4).map_err(column)?;
+            for (slot, role) in states.iter_mut().zip(roles) {
+                if role == name {
+                    *slot = Some(RoleState {
+                        superuser,
+                        admin,
+                        ..RoleState::new(config.clone(), member_of.clone(), pair)
+                    });
+                }
+            }
+        }
+        Ok(states)
     }
 
     /// The role the session acts as (`current_user`).
     async fn current_user(session: &PgSession, deadline: Deadline) -> Result<String, Error> {
-        deadline
-            .run("reading current_user", async {
-                let row = session
-                    .client
-                    .query_one("SELECT current_user::text", &[])
-                    .await
-                    .map_err(|e| statement_error("SELECT current_user", &e))?;
-                row.try_get::<_, String>(0)
-                    .map_err(|e| Error::transient(e.to_string()))
-            })
-            .await
-    }
-
-    /// PostgreSQL 16+: a non-superuser master needs ADMIN OPTION on a role to change its
-    /// password or grant it; say which GRANT fixes it instead of failing on "permission denied".
-    async fn check_admin_option(session: &PgSession, role: &str, deadline: Deadline) -> Result<(), Error> {
-        let admin = Self::query_bool(
+        let rows = Self::query(
             session,
-            "SELECT pg_has_role(current_user, $1, 'MEMBER WITH ADMIN OPTION')",
-            &[&role],
-            "checking ADMIN OPTION",
+            "SELECT current_user::text",
+            &[],
+            "reading current_user",
             deadline,
         )
         .await?;
+        rows.first()
+            .ok_or_else(|| Error::transient("SELECT current_user returned no row"))?
+            .try_get::<_, String>(0)
+            .map_err(|e| Error::transient(e.to_string()))
+    }
+
+    /// PostgreSQL 16+: a non-superuser master needs ADMIN OPTION on a role to change its
+    /// password or grant it (`admin`: whether it holds it, read with the role's state); say which
+    /// GRANT fixes it instead of failing on "permission denied".
+    async fn require_admin_option(
+        session: &PgSession,
+        role: &str,
+        admin: bool,
+        deadline: Deadline,
+    ) -> Result<(), Error> {
         if admin {
             return Ok(());
         }
@@ -239,23 +287,7 @@ impl Database for Postgres {
     async fn login(&self, secret: &DatabaseSecret, deadline: Deadline) -> Result<PgSession, Error> {
         secret_rotor::failpoint!("postgres.login.before")?;
         let mode = TlsMode::from_secret(secret.doc())?;
-        let mut config = tokio_postgres::Config::new();
-        let statement_timeout = deadline.remaining().max(Duration::from_secs(1)).as_millis();
-        config
-            .host(&secret.host)
-            .port(secret.port)
-            .user(&secret.username)
-            .password(secret.password.expose())
-            .dbname(secret.dbname.as_deref().unwrap_or("postgres"))
-            .application_name("secret-rotor")
-            .connect_timeout(deadline.remaining().max(Duration::from_millis(1)))
-            .options(format!("-c statement_timeout={statement_timeout}"))
-            // Never Prefer: the server's "no TLS" answer is unauthenticated, and after it the
-            // startup message and the password exchange would cross the wire in clear.
-            .ssl_mode(match mode {
-                TlsMode::Disable => SslMode::Disable,
-                TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => SslMode::Require,
-            });
+        let config = connect_config(secret, mode, deadline);
         let who = format!("user {} on {}:{}", secret.username, secret.host, secret.port);
         let what = format!("logging in as {who}");
         if mode == TlsMode::Disable {
@@ -268,8 +300,13 @@ impl Database for Postgres {
                         .map_err(|e| login_error(&who, &e, None))
                 })
                 .await?;
+            let server_version = connection.parameter("server_version").and_then(version_number);
             tokio::spawn(connection);
-            return Ok(PgSession { client, tls: false });
+            return Ok(PgSession {
+                client,
+                tls: false,
+                server_version,
+            });
         }
         let connector = RustlsConnector::new(self.tls.config(mode)?);
         let (client, connection) = deadline
@@ -280,11 +317,16 @@ impl Database for Postgres {
                     .map_err(|e| login_error(&who, &e, Some((mode, connector.negotiated()))))
             })
             .await?;
+        let server_version = connection.parameter("server_version").and_then(version_number);
         tokio::spawn(connection);
         if mode == TlsMode::Require {
             tracing::warn!(host = %secret.host, port = secret.port, "sslmode=require: the server certificate is not verified");
         }
-        Ok(PgSession { client, tls: true })
+        Ok(PgSession {
+            client,
+            tls: true,
+            server_version,
+        })
     }
 
     fn describe(&self, session: &PgSession) -> String {
@@ -301,8 +343,10 @@ impl Database for Postgres {
         pending: &DatabaseSecret,
         deadline: Deadline,
     ) -> Result<(), Error> {
+        // In a transaction of its own, for the server-side bound: ALTER ROLE waits for the
+        // role's row in pg_authid while another transaction holds it.
         let statement = sql::role_password_statement("ALTER", &pending.username, false, &pending.password)?;
-        Self::batch(session, &statement, "ALTER ROLE … PASSWORD", deadline).await
+        Self::transaction(session, &statement, "ALTER ROLE … PASSWORD", deadline).await
     }
 
     async fn set_user_password(
@@ -312,8 +356,11 @@ impl Database for Postgres {
         pending: &DatabaseSecret,
         deadline: Deadline,
     ) -> Result<(), Error> {
-        // One lookup of the pending role: whether it exists, is a superuser, its settings and roles.
-        let existing = Self::role_state(master, &pending.username, pair, deadline).await?;
+        // One lookup of both roles: whether they exist, are superusers, their settings and
+        // roles, and whether the master holds ADMIN OPTION on them.
+        let current_role = pair.other(&pending.username);
+        let [existing, current] =
+            Self::role_states(master, [pending.username.as_str(), current_role], pair, deadline).await?;
         let exists = existing.is_some();
         // The function sets passwords with the master's privileges: never a superuser's, which
         // whoever can read the rotated secret would then hold.
@@ -324,22 +371,25 @@ impl Database for Postgres {
                 pending.username
             )));
         }
-        let version = Self::server_version(master, deadline).await?;
-        if version >= 160000 {
-            Self::check_admin_option(master, &pair.original, deadline).await?;
-            if exists {
-                Self::check_admin_option(master, &pending.username, deadline).await?;
-            }
-        }
-        let current_role = pair.other(&pending.username);
-        let current = Self::role_state(master, current_role, pair, deadline)
-            .await?
-            .ok_or_else(|| Error::target(format!("role {current_role} does not exist")))?;
+        let current = current.ok_or_else(|| Error::target(format!("role {current_role} does not exist")))?;
         let actual = match existing {
             Some(state) => state,
             None if pair.is_clone(&pending.username) => RoleState::default(),
             None => return Err(Error::target(format!("role {} does not exist", pending.username))),
         };
+        let version = Self::server_version(master, deadline).await?;
+        if version >= 160000 {
+            // The original is one of the two; the pending role needs it only if it exists.
+            let original_admin = if pair.is_clone(&pending.username) {
+                current.admin
+            } else {
+                actual.admin
+            };
+            Self::require_admin_option(master, &pair.original, original_admin, deadline).await?;
+            if exists {
+                Self::require_admin_option(master, &pending.username, actual.admin, deadline).await?;
+            }
+        }
         let mut changes = sync_statements(&pending.username, &current, &actual)?;
         // Both users act as the original role, which owns what either creates: the clone's
         // sessions start with SET ROLE original (a role setting), as its member. An older clone
@@ -373,7 +423,7 @@ impl Database for Postgres {
         }
         // The clone is current when the original is pending: changing it needs ADMIN OPTION too.
         if changes.len() > clone_changes_from && !pair.is_clone(&pending.username) && version >= 160000 {
-            Self::check_admin_option(master, &pair.clone_user, deadline).await?;
+            Self::require_admin_option(master, &pair.clone_user, current.admin, deadline).await?;
         }
         let verb = if exists { "ALTER" } else { "CREATE" };
         let password = sql::role_password_statement(verb, &pending.username, true, &pending.password)?;
@@ -386,9 +436,8 @@ impl Database for Postgres {
         } else {
             parts.insert(0, password.as_str());
         }
-        let statement =
-            secret_rotor::zeroize::Zeroizing::new(format!("BEGIN; {}; COMMIT;", parts.join("; ")));
-        let result = Self::batch(
+        let statement = secret_rotor::zeroize::Zeroizing::new(parts.join("; "));
+        let result = Self::transaction(
             master,
             &statement,
             "setting the password, settings and roles of the pending user",
@@ -396,16 +445,6 @@ impl Database for Postgres {
         )
         .await;
         if result.is_err() {
-            // Bounded like every call: a server that hangs must not hold the step past its deadline.
-            let _ = deadline
-                .run("rolling back the pending user's transaction", async {
-                    master
-                        .client
-                        .batch_execute("ROLLBACK")
-                        .await
-                        .map_err(|e| statement_error("ROLLBACK", &e))
-                })
-                .await;
             // Named without values: a role setting may hold something sensitive.
             return result.map_err(|e| {
                 if changes.is_empty() {
@@ -439,21 +478,20 @@ impl Database for Postgres {
         // version or by AWS's functions) go to the original, so that the original can use them
         // after the swap. The clone itself can do it, being a member of both; a master could not
         // without being a member of both roles.
-        let owned = deadline
-            .run("counting the clone's objects", async {
-                session
-                    .client
-                    .query_one(
-                        "SELECT count(*) FILTER (WHERE d.dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))), \
-                                count(*) FILTER (WHERE d.dbid NOT IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))) \
-                         FROM pg_shdepend d WHERE d.deptype = 'o' AND d.refclassid = 'pg_authid'::regclass \
-                         AND d.refobjid = (SELECT oid FROM pg_roles WHERE rolname = $1)",
-                        &[&pair.clone_user],
-                    )
-                    .await
-                    .map_err(|e| statement_error("counting the clone's objects", &e))
-            })
-            .await?;
+        let rows = Self::query(
+            session,
+            "SELECT count(*) FILTER (WHERE d.dbid IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))), \
+                    count(*) FILTER (WHERE d.dbid NOT IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))) \
+             FROM pg_shdepend d WHERE d.deptype = 'o' AND d.refclassid = 'pg_authid'::regclass \
+             AND d.refobjid = (SELECT oid FROM pg_roles WHERE rolname = $1)",
+            &[(&pair.clone_user, Type::NAME)],
+            "counting the clone's objects",
+            deadline,
+        )
+        .await?;
+        let owned = rows
+            .first()
+            .ok_or_else(|| Error::transient("counting the clone's objects returned no row"))?;
         let here: i64 = owned.try_get(0).map_err(|e| Error::transient(e.to_string()))?;
         let elsewhere: i64 = owned.try_get(1).map_err(|e| Error::transient(e.to_string()))?;
         let reassign = format!(
@@ -468,9 +506,12 @@ impl Database for Postgres {
         if here == 0 {
             return Ok(());
         }
-        Self::batch(
+        // REASSIGN locks every object it moves, waiting behind the application's own locks and
+        // making the application's next queries wait behind it: bounded on the server. The role
+        // is reset with the transaction, so a pooled server connection keeps its default.
+        Self::transaction(
             session,
-            &format!("SET ROLE NONE; {reassign}; RESET ROLE"),
+            &format!("SET LOCAL ROLE NONE; {reassign}"),
             "handing the clone's objects to the original role",
             deadline,
         )
@@ -496,12 +537,15 @@ impl Database for Postgres {
             )));
         }
         let missing = |role: &str| Error::target(format!("role {role} does not exist"));
-        let pending_state = Self::role_state(pending_session, &pending.username, pair, deadline)
-            .await?
-            .ok_or_else(|| missing(&pending.username))?;
-        let current_state = Self::role_state(pending_session, &current.username, pair, deadline)
-            .await?
-            .ok_or_else(|| missing(&current.username))?;
+        let [pending_state, current_state] = Self::role_states(
+            pending_session,
+            [pending.username.as_str(), current.username.as_str()],
+            pair,
+            deadline,
+        )
+        .await?;
+        let pending_state = pending_state.ok_or_else(|| missing(&pending.username))?;
+        let current_state = current_state.ok_or_else(|| missing(&current.username))?;
         let differences = current_state.differences(&pending_state);
         if differences.is_empty() {
             return Ok(());
@@ -528,6 +572,8 @@ struct RoleState {
     member_of_original: bool,
     /// `rolsuper`.
     superuser: bool,
+    /// Whether the session's user holds ADMIN OPTION on it.
+    admin: bool,
 }
 
 impl RoleState {
@@ -626,6 +672,54 @@ fn sync_statements(role: &str, desired: &RoleState, actual: &RoleState) -> Resul
     Ok(changes)
 }
 
+/// How to connect: no `options` startup parameter, which PgBouncer refuses ("unsupported
+/// startup parameter") and which, once accepted by a pooler, would set the server connection
+/// for whoever gets it next; the statement timeout is set per transaction instead
+/// ([`Postgres::transaction`]).
+fn connect_config(secret: &DatabaseSecret, mode: TlsMode, deadline: Deadline) -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&secret.host)
+        .port(secret.port)
+        .user(&secret.username)
+        .password(secret.password.expose())
+        .dbname(secret.dbname.as_deref().unwrap_or("postgres"))
+        .application_name("secret-rotor")
+        .connect_timeout(deadline.remaining().max(Duration::from_millis(1)))
+        // Never Prefer: the server's "no TLS" answer is unauthenticated, and after it the
+        // startup message and the password exchange would cross the wire in clear.
+        .ssl_mode(match mode {
+            TlsMode::Disable => SslMode::Disable,
+            TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => SslMode::Require,
+        });
+    config
+}
+
+/// The server-side bound of each statement of a transaction, in milliseconds: what is left of
+/// the invocation, at least a second (0 would mean no bound at all); the client-side deadline
+/// ends the step at the same moment.
+fn statement_timeout_ms(deadline: Deadline) -> u128 {
+    deadline.remaining().max(Duration::from_secs(1)).as_millis()
+}
+
+/// `server_version_num` from the `server_version` a server announces at login (`15.10 (Debian
+/// 15.10-1)`, `16beta1`, `9.6.24`), as libpq computes it; `None` when it does not start with a
+/// version number.
+fn version_number(announced: &str) -> Option<u32> {
+    let mut parts = announced
+        .split(|c: char| !c.is_ascii_digit())
+        .take_while(|part| !part.is_empty())
+        .map(|part| part.parse::<u32>().ok());
+    let major = parts.next()??;
+    let minor = parts.next().flatten().unwrap_or(0);
+    if major >= 10 {
+        Some(major * 10000 + minor)
+    } else {
+        let patch = parts.next().flatten().unwrap_or(0);
+        Some(major * 10000 + minor * 100 + patch)
+    }
+}
+
 /// The first error of `e`'s source chain that is a `T`.
 fn source_of<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
     let mut next = e.source();
@@ -709,4 +803,50 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use secret_rotor::SecretString;
+
+    use super::*;
+
+    #[test]
+    fn logins_send_no_options_startup_parameter() {
+        // PgBouncer refuses a startup packet carrying `options`: every login through it would fail.
+        let secret = DatabaseSecret::parse(
+            &SecretString::from(
+                r#"{"engine": "postgres", "host": "db", "username": "app", "password": "p"}"#,
+            ),
+            &["postgres"],
+            5432,
+        )
+        .expect("a secret");
+        let config = connect_config(
+            &secret,
+            TlsMode::VerifyFull,
+            Deadline::after(Duration::from_secs(30)),
+        );
+        assert_eq!(config.get_options(), None);
+        assert_eq!(config.get_application_name(), Some("secret-rotor"));
+    }
+
+    #[test]
+    fn the_statement_timeout_is_what_is_left_and_never_zero() {
+        let ms = statement_timeout_ms(Deadline::after(Duration::from_secs(30)));
+        assert!((28_000..=30_000).contains(&ms), "{ms}");
+        // 0 would switch the bound off.
+        assert_eq!(statement_timeout_ms(Deadline::after(Duration::ZERO)), 1000);
+    }
+
+    #[test]
+    fn announced_server_versions_read_as_server_version_num() {
+        assert_eq!(version_number("15.10 (Debian 15.10-1.pgdg120+1)"), Some(150010));
+        assert_eq!(version_number("17.2"), Some(170002));
+        assert_eq!(version_number("16beta1"), Some(160000));
+        assert_eq!(version_number("18devel"), Some(180000));
+        assert_eq!(version_number("9.6.24"), Some(90624));
+        assert_eq!(version_number("unknown"), None);
+        assert_eq!(version_number(""), None);
+    }
 }
