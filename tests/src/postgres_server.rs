@@ -166,6 +166,20 @@ impl PgServer {
     }
 }
 
+/// The port of the stack's PgBouncer (on 127.0.0.1, in front of pg15, transaction pooling, TLS
+/// allowed with the stack's certificate, SCRAM logins checked against pg15); panics saying how to
+/// start it when the stack has none.
+pub fn pgbouncer_port() -> u16 {
+    let port = stack_setting("ROTOR_PGBOUNCER_PORT").unwrap_or_else(|| {
+        panic!(
+            "no PgBouncer in the local stack: ROTOR_PGBOUNCER_PORT is neither in the environment nor in \
+             .local/stack.env; run `scripts/stack up` (or `scripts/stack up pg15 pgbouncer`)"
+        )
+    });
+    port.parse()
+        .unwrap_or_else(|e| panic!("ROTOR_PGBOUNCER_PORT={port}: not a port: {e}"))
+}
+
 /// Quotes an identifier for test set-up SQL.
 pub fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
