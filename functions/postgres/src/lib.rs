@@ -30,9 +30,11 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::tls::{RustlsConnector, TlsConfigs, TlsMode};
 
-/// The engine of the deployed function: PostgreSQL with the strategy of `ROTATION_STRATEGY`.
+/// The engine of the deployed function: PostgreSQL with the strategy of `ROTATION_STRATEGY`,
+/// asking RDS (at first need) about RDS-managed master secrets and endpoints.
 pub fn engine_from_env() -> Result<DatabaseEngine<Postgres>, Error> {
-    DatabaseEngine::from_env(Postgres::from_env())
+    Ok(DatabaseEngine::from_env(Postgres::from_env())?
+        .with_rds(std::sync::Arc::new(rotor_rds::Rds::from_env())))
 }
 
 /// The PostgreSQL driver.
