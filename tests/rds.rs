@@ -467,3 +467,31 @@ async fn the_cli_knows_rds_managed_masters() {
     assert_eq!(code, 0, "{stdout} {stderr}");
     assert!(stdout.contains("then the master"), "{stdout}");
 }
+
+/// Single user changes the password where the secret points: on a read replica the server
+/// refuses, and the step fails at once (not a fault to retry) saying to point the secret at the
+/// writer, with nothing changed.
+#[tokio::test]
+async fn single_user_on_a_read_replica_fails_naming_the_writer_and_changes_nothing() {
+    let primary = PgServer::named("pg15");
+    let replica = PgServer::named("pg15_replica");
+    let client = secrets_manager_client().await;
+    let user = pg_user(&primary).await;
+    wait_until_logs_in(&replica, &user, INITIAL).await;
+    let value = json!({"engine": "postgres", "host": setting("ROTOR_RDS_PG15_REPLICA_HOST"),
+                       "port": replica.port, "username": user, "password": INITIAL, "dbname": "postgres"});
+    let arn = create_secret(&client, "rds", &value.to_string()).await;
+    let rotor = rotor_for(postgres(Strategy::SingleUser), &client);
+    let (step, err) = rotate_fully(&rotor, &client, &arn, &new_token())
+        .await
+        .unwrap_err();
+    assert_eq!((step, err.kind()), (Step::SetSecret, ErrorKind::Target), "{err}");
+    assert!(
+        err.to_string().contains("the password must be set on the writer"),
+        "{err}"
+    );
+    assert!(
+        primary.logs_in(&user, INITIAL).await,
+        "the password did not change"
+    );
+}

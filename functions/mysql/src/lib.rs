@@ -604,6 +604,8 @@ mod code {
     pub const ER_PARSE_ERROR: u16 = 1064;
     pub const ER_HOST_IS_BLOCKED: u16 = 1129;
     pub const ER_HOST_NOT_PRIVILEGED: u16 = 1130;
+    /// "running with the --read-only option" (and other options that forbid the statement).
+    pub const ER_OPTION_PREVENTS_STATEMENT: u16 = 1290;
     pub const ER_TABLEACCESS_DENIED_ERROR: u16 = 1142;
     pub const ER_COLUMNACCESS_DENIED_ERROR: u16 = 1143;
     pub const ER_SPECIFIC_ACCESS_DENIED_ERROR: u16 = 1227;
@@ -653,6 +655,7 @@ const REFUSALS: &[u16] = &[
     code::ER_NOT_VALID_PASSWORD,
     code::ER_PASSWORD_FORMAT,
     code::ER_ROLE_NOT_GRANTED,
+    code::ER_OPTION_PREVENTS_STATEMENT,
 ];
 
 /// Maps a statement failure; the statement itself is never included.
@@ -670,7 +673,15 @@ fn statement_error(what: &str, e: &mysql_async::Error) -> Error {
             } else {
                 server.message.as_str()
             };
-            Error::new(kind, format!("{what} failed: {message} ({})", server.code))
+            // A replica or an RDS reader answers a password change this way: retrying there cannot
+            // help, the writer must be asked.
+            let hint = if server.code == code::ER_OPTION_PREVENTS_STATEMENT {
+                "; if this server is a replica or a reader, the password must be set on the writer \
+                 (point the secret's host at it)"
+            } else {
+                ""
+            };
+            Error::new(kind, format!("{what} failed: {message} ({}){hint}", server.code))
         }
         other => Error::transient(format!("{what} failed: {other}")),
     }

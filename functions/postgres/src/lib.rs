@@ -773,9 +773,13 @@ fn login_error(who: &str, e: &tokio_postgres::Error, tls: Option<(TlsMode, bool)
 fn statement_error(what: &str, e: &tokio_postgres::Error) -> Error {
     match e.as_db_error() {
         Some(db) => {
+            // A read-only server (a hot standby, an RDS reader) refuses every change: retrying
+            // there cannot help, the writer must be asked.
+            let read_only = db.code() == &SqlState::READ_ONLY_SQL_TRANSACTION;
             let kind = if db.code() == &SqlState::INSUFFICIENT_PRIVILEGE
                 || db.code().code().starts_with("42")
                 || db.code().code().starts_with("28")
+                || read_only
             {
                 ErrorKind::Target
             } else {
@@ -787,9 +791,18 @@ fn statement_error(what: &str, e: &tokio_postgres::Error) -> Error {
                 db.message()
             };
             let detail = db.detail().map(|d| format!(" ({d})")).unwrap_or_default();
+            let hint = if read_only {
+                "; this server is a replica or a reader: the password must be set on the writer \
+                 (point the secret's host at it)"
+            } else {
+                ""
+            };
             Error::new(
                 kind,
-                format!("{what} failed: {message}{detail} [SQLSTATE {}]", db.code().code()),
+                format!(
+                    "{what} failed: {message}{detail} [SQLSTATE {}]{hint}",
+                    db.code().code()
+                ),
             )
         }
         None => Error::transient(format!("{what} failed: {}", error_chain(e))),
