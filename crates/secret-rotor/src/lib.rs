@@ -77,9 +77,9 @@
 //!
 //! Its binary's `main` is then `secret_rotor::run(MapEngine::default()).await`.
 
+pub mod aws;
 mod cache;
 mod deadline;
-pub mod aws;
 pub mod driver;
 mod engine;
 mod error;
