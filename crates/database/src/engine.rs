@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use secret_rotor::{Context, Engine, Error, ErrorKind, Report, SecretJson, SecretString};
+use secret_rotor::{Code, Context, Engine, Error, ErrorKind, Report, SecretJson, SecretString};
 
 use crate::rds::{self, RdsApi};
 use crate::secret::DatabaseSecret;
@@ -22,9 +22,23 @@ pub struct DatabaseEngine<D: Database> {
 /// rotated secret, checked.
 struct Master {
     secret: DatabaseSecret,
-    /// `DB instance …` when RDS told where the master's database is.
-    rds: Option<String>,
+    /// `RDS DB instance …` when RDS told where the master's database is.
+    rds_server: Option<String>,
 }
+
+/// Alternating users' sessions for setSecret: the current user's and the master's, both on the
+/// writer.
+struct MasterSessions<S> {
+    current: S,
+    master: S,
+    /// The writer's host and port, when it is not the rotated secret's own (an RDS reader or
+    /// replica).
+    writer: Option<(String, u16)>,
+}
+
+/// How long testSecret waits at most for a password to reach a replica: Aurora replicates in
+/// milliseconds and RDS read replicas usually in seconds; a refusal beyond this is an answer.
+const REPLICATION_WAIT: Duration = Duration::from_secs(60);
 
 impl<D: Database> DatabaseEngine<D> {
     /// The engine for `db` with `strategy`.
@@ -134,14 +148,17 @@ impl<D: Database> DatabaseEngine<D> {
         &self,
         ctx: &Context<'_, Self>,
         current: &DatabaseSecret,
-    ) -> Result<(D::Session, D::Session), Error> {
+    ) -> Result<MasterSessions<D::Session>, Error> {
         let current_session = self
             .db
             .login(current, ctx.deadline())
             .await
             .map_err(|e| e.context("current secret does not log in, the master secret was not used"))?;
         let masterarn = current.masterarn()?;
-        let Master { secret: master, rds } = self.master(ctx, masterarn, current).await?;
+        let Master {
+            secret: master,
+            rds_server,
+        } = self.master(ctx, masterarn, current).await?;
         let pair = UserPair::of(&current.username);
         if master.username == pair.original || master.username == pair.clone_user {
             return Err(Error::invalid_secret(format!(
@@ -160,21 +177,30 @@ impl<D: Database> DatabaseEngine<D> {
             .map_err(|e| e.context("master secret"))?;
         // Passwords are set on the writer, and whatever the current user hands over first too:
         // a rotated secret on a reader or a replica logs in there again as itself.
-        let current_session = if master.same_server(current) {
-            current_session
-        } else {
+        if master.same_server(current) {
+            return Ok(MasterSessions {
+                current: current_session,
+                master: master_session,
+                writer: None,
+            });
+        }
+        let current_session = {
             drop(current_session);
             let writer = current.on_server(&master.host, master.port);
             self.db.login(&writer, ctx.deadline()).await.map_err(|e| {
                 e.context(format!(
                     "the current user on the writer of {} ({}:{})",
-                    rds.as_deref().unwrap_or("the master's server"),
+                    rds_server.as_deref().unwrap_or("the master's server"),
                     master.host,
                     master.port
                 ))
             })?
         };
-        Ok((current_session, master_session))
+        Ok(MasterSessions {
+            current: current_session,
+            master: master_session,
+            writer: Some((master.host.clone(), master.port)),
+        })
     }
 
     /// The master secret `masterarn`, on the server of `current`. An RDS-managed master (no
@@ -197,7 +223,7 @@ impl<D: Database> DatabaseEngine<D> {
                 .await?;
             return Ok(Master {
                 secret: master,
-                rds: None,
+                rds_server: None,
             });
         }
         let no_host = |why: &str| {
@@ -256,7 +282,7 @@ impl<D: Database> DatabaseEngine<D> {
         );
         Ok(Master {
             secret: master,
-            rds: Some(described),
+            rds_server: Some(described),
         })
     }
 
@@ -298,16 +324,21 @@ impl<D: Database> DatabaseEngine<D> {
         )))
     }
 
-    /// testSecret's login when the pending credentials were refused: on an RDS reader or read
-    /// replica, the password set on the writer may not have arrived yet, so the login is tried
-    /// again until it works or the invocation's time is nearly out.
+    /// testSecret's login when the pending credentials were refused: with alternating users on an
+    /// RDS reader or read replica, the password set on the writer may not have arrived yet, so a
+    /// refusal of the credentials (and only that) is tried again until the login works,
+    /// [`REPLICATION_WAIT`] has passed or the invocation's time is nearly out. Single user set
+    /// the password where the secret points: nothing to wait for, and no RDS call.
     async fn login_after_replication(
         &self,
         ctx: &Context<'_, Self>,
         pending: &DatabaseSecret,
         refused: Error,
     ) -> Result<D::Session, Error> {
-        let Some(api) = self.rds.as_deref().filter(|_| rds::is_rds_host(&pending.host)) else {
+        let waits = self.strategy == Strategy::AlternatingUsers
+            && refused.code() == Some(Code::CredentialsRefused)
+            && rds::is_rds_host(&pending.host);
+        let Some(api) = self.rds.as_deref().filter(|_| waits) else {
             return Err(refused);
         };
         let is_replica = rds::is_replica(api, &pending.host, pending.port);
@@ -334,7 +365,9 @@ impl<D: Database> DatabaseEngine<D> {
         let mut pause = Duration::from_millis(200);
         let mut last = refused;
         // Keep time for the last login and the step's answer.
-        while ctx.deadline().remaining() > pause + Duration::from_secs(2) {
+        while ctx.deadline().remaining() > pause + Duration::from_secs(2)
+            && started.elapsed() + pause < REPLICATION_WAIT
+        {
             tokio::time::sleep(pause).await;
             match self.db.login(pending, ctx.deadline()).await {
                 Ok(session) => {
@@ -345,7 +378,7 @@ impl<D: Database> DatabaseEngine<D> {
                     );
                     return Ok(session);
                 }
-                Err(e) if e.kind() == ErrorKind::Target => last = e,
+                Err(e) if e.code() == Some(Code::CredentialsRefused) => last = e,
                 Err(e) => return Err(e),
             }
             pause = (pause * 2).min(Duration::from_secs(2));
@@ -440,7 +473,20 @@ impl<D: Database> Engine for DatabaseEngine<D> {
                 if self.db.login(pending, ctx.deadline()).await.is_ok() {
                     return already();
                 }
-                let (mut current_session, mut master) = self.login_master(ctx, current).await?;
+                let MasterSessions {
+                    current: mut current_session,
+                    mut master,
+                    writer,
+                } = self.login_master(ctx, current).await?;
+                // On a reader the probe above may have been refused only because a password
+                // set by an earlier attempt has not replicated yet: ask the writer before
+                // changing anything again.
+                if let Some((host, port)) = writer {
+                    let on_writer = pending.on_server(&host, port);
+                    if self.db.login(&on_writer, ctx.deadline()).await.is_ok() {
+                        return already();
+                    }
+                }
                 self.db
                     .prepare_current(&mut current_session, &pair, current, ctx.deadline())
                     .await?;
@@ -475,7 +521,7 @@ impl<D: Database> Engine for DatabaseEngine<D> {
                 report.record(
                     "AWSCURRENT logs in, then the master (as setSecret does)",
                     master,
-                    |(_, s)| format!("master: {}", self.db.describe(s)),
+                    |sessions| format!("master: {}", self.db.describe(&sessions.master)),
                 );
             }
         }
@@ -771,9 +817,18 @@ mod rds_tests {
         rotor: Rotor<DatabaseEngine<MemoryDatabase>>,
     }
 
+    /// [`case`] on `port`, with the RDS API.
+    fn case_on(host: &str, port: u16, tag: Option<(&str, &str)>) -> Case {
+        case_with(host, port, tag, true)
+    }
+
     /// A secret for `app` on `host`, whose master is an RDS-managed secret (no host) tagged
     /// `tag` = `resource`.
     fn case(host: &str, tag: Option<(&str, &str)>, with_rds: bool) -> Case {
+        case_with(host, 5432, tag, with_rds)
+    }
+
+    fn case_with(host: &str, port: u16, tag: Option<(&str, &str)>, with_rds: bool) -> Case {
         let db = MemoryDatabase::new();
         db.add_user("app", "initial-1");
         db.grant("app", "read orders");
@@ -786,7 +841,7 @@ mod rds_tests {
         if let Some((key, value)) = tag {
             store.tag(&master, key, value);
         }
-        let value = json!({"engine": "memory", "host": host, "port": 5432, "username": "app",
+        let value = json!({"engine": "memory", "host": host, "port": port, "username": "app",
             "password": "initial-1", "masterarn": master});
         let arn = store.create_secret("app", &SecretString::from(value.to_string()));
         let rds = rds();
@@ -919,6 +974,40 @@ mod rds_tests {
         case.rds.add_instance(rds_engine);
         let (_, err) = case.rotate().await.unwrap_err();
         assert!(err.to_string().contains("whose engine is oracle-ee"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_right_host_on_another_port_is_refused() {
+        // The replica's name, but not the port RDS gives for it.
+        let tag = instance_tag("main");
+        let case = case_on(&format!("main-replica.{SUFFIX}"), 6543, with(&tag));
+        let (_, err) = case.rotate().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidSecret, "{err}");
+        assert!(case.db.changes().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_master_with_a_host_on_the_cluster_endpoint_accepts_the_reader_through_rds() {
+        let case = case_on(&format!("aurora.cluster-ro-{SUFFIX}"), 5432, None);
+        let master = case.store.create_secret(
+            "hand-made-master",
+            &SecretString::from(
+                json!({"username": "admin", "password": "master-1",
+                       "host": format!("aurora.cluster-{SUFFIX}"), "port": 5432})
+                .to_string(),
+            ),
+        );
+        let value = json!({"engine": "memory", "host": format!("aurora.cluster-ro-{SUFFIX}"),
+            "port": 5432, "username": "app", "password": "initial-1", "masterarn": master});
+        let arn = case
+            .store
+            .create_secret("app-2", &SecretString::from(value.to_string()));
+        Service::new(&case.store).rotate(&case.rotor, &arn).await.unwrap();
+        assert_eq!(
+            case.rds.calls(),
+            vec!["DescribeDBClusters aurora".to_owned()],
+            "the master's host asked about once"
+        );
     }
 
     #[tokio::test]

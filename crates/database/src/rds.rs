@@ -115,8 +115,8 @@ impl RdsServer {
     }
 }
 
-/// Whether `host` is an RDS endpoint name (`….rds.amazonaws.com`, and the other partitions'
-/// domains), so that asking RDS about it can make sense.
+/// Whether `host` is an RDS endpoint name (`….rds.amazonaws.com`, `….rds.amazonaws.com.cn`), so
+/// that asking RDS about it can make sense.
 pub fn is_rds_host(host: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     host.split('.').any(|label| label == "rds") && host.contains(".amazonaws.com")
@@ -244,11 +244,22 @@ fn identifier_of(host: &str) -> Option<(&str, bool)> {
         return None;
     }
     let mut labels = host.split('.');
-    let id = labels.next().filter(|id| !id.is_empty())?;
+    let id = labels.next().filter(|id| is_identifier(id))?;
     let cluster_endpoint = labels
         .next()
         .is_some_and(|label| label.to_ascii_lowercase().starts_with("cluster-"));
     Some((id, cluster_endpoint))
+}
+
+/// RDS's rule for instance and cluster identifiers (1 to 63 letters, digits and hyphens, a letter
+/// first, no hyphen last or twice in a row): anything else RDS would refuse to describe with an
+/// error, where the answer is simply that no such endpoint exists.
+fn is_identifier(id: &str) -> bool {
+    id.len() <= 63
+        && id.starts_with(|c: char| c.is_ascii_alphabetic())
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !id.ends_with('-')
+        && !id.contains("--")
 }
 
 fn endpoint_is(instance: &RdsInstance, host: &str, port: u16) -> bool {
@@ -270,5 +281,37 @@ pub fn engine_family(rds_engine: &str) -> &str {
         "aurora" | "aurora-mysql" => "mysql",
         "aurora-postgresql" => "postgres",
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_rds_names_with_a_valid_identifier_are_asked_about() {
+        assert_eq!(
+            identifier_of("db-1.abc.us-east-1.rds.amazonaws.com"),
+            Some(("db-1", false))
+        );
+        assert_eq!(
+            identifier_of("aurora.cluster-ro-abc.us-east-1.rds.amazonaws.com"),
+            Some(("aurora", true))
+        );
+        assert_eq!(
+            identifier_of("DB.abc.cn-north-1.rds.amazonaws.com.cn"),
+            Some(("DB", false))
+        );
+        for host in [
+            "db.example.com",
+            "127.0.0.1",
+            "a--b.abc.us-east-1.rds.amazonaws.com",
+            "1db.abc.us-east-1.rds.amazonaws.com",
+            "db-.abc.us-east-1.rds.amazonaws.com",
+            ".abc.us-east-1.rds.amazonaws.com",
+            "rds.example.com",
+        ] {
+            assert_eq!(identifier_of(host), None, "{host}");
+        }
     }
 }

@@ -124,9 +124,10 @@ impl DatabaseSecret {
         doc.to_secret_string()
     }
 
-    /// Whether this secret points at the same server as `other` (host and port).
+    /// Whether this secret points at the same server as `other` (host and port; host names
+    /// compare without case, as DNS does).
     pub fn same_server(&self, other: &DatabaseSecret) -> bool {
-        self.host == other.host && self.port == other.port
+        self.host.eq_ignore_ascii_case(&other.host) && self.port == other.port
     }
 }
 

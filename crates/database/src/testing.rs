@@ -227,7 +227,8 @@ impl Database for MemoryDatabase {
                 user: secret.username.clone(),
             })
         } else {
-            Err(Error::target(format!("user {}: login refused", secret.username)))
+            Err(Error::target(format!("user {}: login refused", secret.username))
+                .with_code(secret_rotor::Code::CredentialsRefused))
         }
     }
 

@@ -135,19 +135,26 @@ where
             let code = inner.code().unwrap_or("Unknown");
             let message = inner.message().unwrap_or("");
             let kind = match code {
+                // Secrets Manager's JSON protocol names, then the query protocol's (RDS).
                 "AccessDeniedException"
                 | "AccessDenied"
                 | "UnrecognizedClientException"
                 | "InvalidSignatureException"
                 | "DecryptionFailure"
                 | "EncryptionFailure"
-                | "ExpiredTokenException" => ErrorKind::Configuration,
+                | "ExpiredTokenException"
+                | "ExpiredToken"
+                | "InvalidClientTokenId"
+                | "SignatureDoesNotMatch"
+                | "OptInRequired" => ErrorKind::Configuration,
                 "ResourceNotFoundException"
                 | "InvalidRequestException"
                 | "InvalidParameterException"
                 | "ResourceExistsException"
                 | "PreconditionNotMetException"
-                | "MalformedPolicyDocumentException" => ErrorKind::RotationState,
+                | "MalformedPolicyDocumentException"
+                | "InvalidParameterValue"
+                | "InvalidParameterCombination" => ErrorKind::RotationState,
                 _ => ErrorKind::Transient,
             };
             Error::new(

@@ -239,6 +239,7 @@ impl<'a, E: Engine> Context<'a, E> {
 
     /// `DescribeSecret` of another secret (a master secret's tags).
     pub async fn describe_secret(&self, secret_id: &str) -> Result<SecretDescription, Error> {
+        crate::failpoint!("secrets-manager.describe-other.before")?;
         self.deadline
             .run(
                 format!("describing secret {secret_id}"),

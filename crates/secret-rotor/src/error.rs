@@ -74,6 +74,24 @@ impl fmt::Display for ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    code: Option<Code>,
+}
+
+/// A named code, for the few failures a caller must tell apart within one [`ErrorKind`].
+///
+/// ```
+/// use secret_rotor::{Code, Error};
+/// let refused = Error::target("user app: login refused").with_code(Code::CredentialsRefused);
+/// assert_eq!(refused.context("pending").code(), Some(Code::CredentialsRefused));
+/// assert_eq!(Error::target("TLS failed").code(), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Code {
+    /// The server refused the credentials themselves (no such user, or not this password): not
+    /// TLS, a missing database or an access rule. A password set on a writer and not yet
+    /// replicated is refused this way on a replica.
+    CredentialsRefused,
 }
 
 impl Error {
@@ -82,7 +100,19 @@ impl Error {
         Self {
             kind,
             message: message.into(),
+            code: None,
         }
+    }
+
+    /// The same error, with a named code.
+    pub fn with_code(mut self, code: Code) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    /// The named code, if the error has one.
+    pub fn code(&self) -> Option<Code> {
+        self.code
     }
 
     /// A configuration error; name the variable in the message.

@@ -101,7 +101,7 @@ pub use zeroize;
 pub use cache::ValueCache;
 pub use deadline::Deadline;
 pub use engine::{Context, Engine};
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Code, Error, ErrorKind, Result};
 pub use event::{RotationEvent, Step};
 pub use password::{CharClass, PasswordPolicy, PasswordSource, Passwords};
 pub use preflight::{preflight, Check, Report, CHECK_EVENT_KEY};

@@ -22,7 +22,7 @@ use mysql_async::{Conn, OptsBuilder, SslOpts};
 use rotor_database::tls::{ca_bundle_from_env, TlsMode, RDS_CA_BUNDLE};
 use rotor_database::{Database, DatabaseEngine, DatabaseSecret, UserPair};
 use rustls::pki_types::pem::PemObject;
-use secret_rotor::{Deadline, Error, ErrorKind};
+use secret_rotor::{Code, Deadline, Error, ErrorKind};
 
 use std::collections::BTreeSet;
 
@@ -577,10 +577,15 @@ fn login_error(who: &str, e: &mysql_async::Error) -> Error {
             } else {
                 ErrorKind::Transient
             };
-            Error::new(
+            let error = Error::new(
                 kind,
                 format!("{who}: login refused: {} ({})", server.message, server.code),
-            )
+            );
+            if server.code == code::ER_ACCESS_DENIED_ERROR {
+                error.with_code(Code::CredentialsRefused)
+            } else {
+                error
+            }
         }
         mysql_async::Error::Io(mysql_async::IoError::Tls(tls)) => {
             Error::target(format!("{who}: TLS failed: {tls}"))
@@ -604,11 +609,11 @@ mod code {
     pub const ER_PARSE_ERROR: u16 = 1064;
     pub const ER_HOST_IS_BLOCKED: u16 = 1129;
     pub const ER_HOST_NOT_PRIVILEGED: u16 = 1130;
-    /// "running with the --read-only option" (and other options that forbid the statement).
-    pub const ER_OPTION_PREVENTS_STATEMENT: u16 = 1290;
     pub const ER_TABLEACCESS_DENIED_ERROR: u16 = 1142;
     pub const ER_COLUMNACCESS_DENIED_ERROR: u16 = 1143;
     pub const ER_SPECIFIC_ACCESS_DENIED_ERROR: u16 = 1227;
+    /// "running with the --read-only option" (and other options that forbid the statement).
+    pub const ER_OPTION_PREVENTS_STATEMENT: u16 = 1290;
     pub const ER_NOT_SUPPORTED_AUTH_MODE: u16 = 1251;
     pub const ER_PROCACCESS_DENIED_ERROR: u16 = 1370;
     pub const ER_CANNOT_USER: u16 = 1396;
@@ -655,7 +660,6 @@ const REFUSALS: &[u16] = &[
     code::ER_NOT_VALID_PASSWORD,
     code::ER_PASSWORD_FORMAT,
     code::ER_ROLE_NOT_GRANTED,
-    code::ER_OPTION_PREVENTS_STATEMENT,
 ];
 
 /// Maps a statement failure; the statement itself is never included.
@@ -673,11 +677,12 @@ fn statement_error(what: &str, e: &mysql_async::Error) -> Error {
             } else {
                 server.message.as_str()
             };
-            // A replica or an RDS reader answers a password change this way: retrying there cannot
-            // help, the writer must be asked.
+            // A replica or an RDS reader answers a password change this way, and so does a
+            // writer failing over: it stays retryable and says both.
             let hint = if server.code == code::ER_OPTION_PREVENTS_STATEMENT {
-                "; if this server is a replica or a reader, the password must be set on the writer \
-                 (point the secret's host at it)"
+                "; if the server runs read-only, it is a replica or a reader endpoint (passwords \
+                 are set on the writer: point the secret's host, or the master's, at it) or a \
+                 writer failing over (a retry will pass)"
             } else {
                 ""
             };

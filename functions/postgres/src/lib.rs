@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rotor_database::{Database, DatabaseEngine, DatabaseSecret, UserPair};
-use secret_rotor::{Deadline, Error, ErrorKind};
+use secret_rotor::{Code, Deadline, Error, ErrorKind};
 use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
@@ -105,18 +105,11 @@ impl Postgres {
         let result = Self::batch(session, &sql, what, deadline).await;
         if result.is_err() {
             // A failed statement skips the rest of the string, COMMIT included: the transaction
-            // stays open (and, behind a pooler, its server connection ours) until ROLLBACK.
-            // Bounded like every call: a server that hangs must not hold the step past its
-            // deadline.
-            let _ = deadline
-                .run("rolling back", async {
-                    session
-                        .client
-                        .batch_execute("ROLLBACK")
-                        .await
-                        .map_err(|e| statement_error("ROLLBACK", &e))
-                })
-                .await;
+            // stays open (and, behind a pooler, its server connection ours) until ROLLBACK. It
+            // gets its own budget out of the margin kept for the answer: after a timeout the
+            // step's deadline has passed, and a ROLLBACK only queued would never be sent.
+            let rollback = session.client.batch_execute("ROLLBACK");
+            let _ = tokio::time::timeout(Deadline::MARGIN / 2, rollback).await;
         }
         result
     }
@@ -749,10 +742,16 @@ fn login_error(who: &str, e: &tokio_postgres::Error, tls: Option<(TlsMode, bool)
             }
             _ => ErrorKind::Transient,
         };
-        return Error::new(
+        let error = Error::new(
             kind,
             format!("{who}: login refused: {} ({})", db.message(), db.code().code()),
         );
+        // 28P01 is also the answer for a user that does not exist (PostgreSQL does not say).
+        return if *db.code() == SqlState::INVALID_PASSWORD {
+            error.with_code(Code::CredentialsRefused)
+        } else {
+            error
+        };
     }
     let chain = error_chain(e);
     if source_of::<tls::TlsHandshakeError>(e).is_some() {
@@ -773,13 +772,13 @@ fn login_error(who: &str, e: &tokio_postgres::Error, tls: Option<(TlsMode, bool)
 fn statement_error(what: &str, e: &tokio_postgres::Error) -> Error {
     match e.as_db_error() {
         Some(db) => {
-            // A read-only server (a hot standby, an RDS reader) refuses every change: retrying
-            // there cannot help, the writer must be asked.
+            // A read-only server refuses every change: a hot standby or an RDS reader, where
+            // only pointing the secret at the writer helps, or a writer failing over, which a
+            // retry outlives. The error cannot tell them apart: it stays retryable and says both.
             let read_only = db.code() == &SqlState::READ_ONLY_SQL_TRANSACTION;
             let kind = if db.code() == &SqlState::INSUFFICIENT_PRIVILEGE
                 || db.code().code().starts_with("42")
                 || db.code().code().starts_with("28")
-                || read_only
             {
                 ErrorKind::Target
             } else {
@@ -792,8 +791,9 @@ fn statement_error(what: &str, e: &tokio_postgres::Error) -> Error {
             };
             let detail = db.detail().map(|d| format!(" ({d})")).unwrap_or_default();
             let hint = if read_only {
-                "; this server is a replica or a reader: the password must be set on the writer \
-                 (point the secret's host at it)"
+                "; the server accepts no writes: a replica or a reader endpoint (passwords are set \
+                 on the writer: point the secret's host, or the master's, at it) or a writer \
+                 failing over (a retry will pass)"
             } else {
                 ""
             };
