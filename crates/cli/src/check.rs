@@ -44,6 +44,9 @@ pub struct CheckArgs {
     pub ca_bundle: Option<PathBuf>,
     /// Run the check inside this deployed function instead of here.
     pub function: Option<FunctionTarget>,
+    /// The AWS configuration the RDS API is asked with, as the functions ask it (an RDS-managed
+    /// master, endpoints); `None` builds it from the environment.
+    pub aws: Option<aws_config::SdkConfig>,
 }
 
 impl EngineKind {
@@ -63,19 +66,24 @@ impl EngineKind {
 /// What one login proved: `Ok(details)` (TLS, server, account) or `Err(why)`. Never a secret value.
 pub type Login = Result<String, String>;
 
-/// The engines as the functions build them: asking RDS (at first need) about RDS-managed
-/// master secrets and endpoints.
 fn postgres(ca_bundle: Option<&Path>, strategy: Strategy) -> DatabaseEngine<Postgres> {
     DatabaseEngine::new(
         Postgres::new(TlsConfigs::new(ca_bundle.map(Path::to_owned))),
         strategy,
     )
-    .with_rds(Arc::new(Rds::from_env()))
 }
 
 fn mysql(ca_bundle: Option<&Path>, strategy: Strategy) -> DatabaseEngine<Mysql> {
     DatabaseEngine::new(Mysql::new(ca_bundle.map(Path::to_owned), None), strategy)
-        .with_rds(Arc::new(Rds::from_env()))
+}
+
+/// The RDS API the preflight asks, as the functions do, with the command's AWS configuration
+/// (its client is built at the first call).
+fn rds(aws: Option<&aws_config::SdkConfig>) -> Arc<Rds> {
+    Arc::new(match aws {
+        Some(config) => Rds::new(aws_sdk_rds::Client::new(config)),
+        None => Rds::from_env(),
+    })
 }
 
 async fn login_database<D: Database>(db: &D, secret: &DatabaseSecret, deadline: Deadline) -> Login {
@@ -172,11 +180,13 @@ pub async fn check(client: &Client, args: &CheckArgs, out: &mut Output) -> Resul
             let store = SecretsManager::new(client.clone());
             match args.engine {
                 EngineKind::Postgres => {
-                    let engine = postgres(args.ca_bundle.as_deref(), args.strategy);
+                    let engine =
+                        postgres(args.ca_bundle.as_deref(), args.strategy).with_rds(rds(args.aws.as_ref()));
                     run_preflight(&engine, &store, &args.secret, deadline).await?
                 }
                 EngineKind::Mysql => {
-                    let engine = mysql(args.ca_bundle.as_deref(), args.strategy);
+                    let engine =
+                        mysql(args.ca_bundle.as_deref(), args.strategy).with_rds(rds(args.aws.as_ref()));
                     run_preflight(&engine, &store, &args.secret, deadline).await?
                 }
                 EngineKind::SshKey => {

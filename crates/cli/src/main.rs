@@ -214,6 +214,7 @@ async fn run(cli: Cli, out: &mut Output) -> Result<Exit, CliError> {
                     local_endpoint: local.then_some(invoke_endpoint),
                     shared: (!local).then(|| shared.clone()),
                 }),
+                aws: Some(shared.clone()),
             };
             check(&client, &args, out).await
         }

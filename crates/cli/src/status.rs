@@ -15,7 +15,7 @@ use rotor_database::rds::{CLUSTER_TAG, INSTANCE_TAG};
 use crate::check::{login, read_at, EngineKind, Login};
 use crate::output::Output;
 use crate::{CliError, Exit};
-use secret_rotor::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
+use secret_rotor::{SecretJson, AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 
 /// What `status` was asked to do.
 #[derive(Debug, Clone)]
@@ -267,7 +267,11 @@ pub async fn status(client: &Client, args: &StatusArgs, out: &mut Output) -> Res
             "managed    by RDS, master secret of {resource}: RDS rotates it itself, with no rotation function"
         ));
     }
-    let master = master_of(client, &arn).await;
+    // An RDS-managed master names no master of its own; its value is not read.
+    let master = match managed_by_rds {
+        Some(_) => None,
+        None => master_of(client, &arn).await,
+    };
     if let Some(master) = &master {
         out.say(format!("master     {master}"));
     }
@@ -341,8 +345,7 @@ pub async fn status(client: &Client, args: &StatusArgs, out: &mut Output) -> Res
         &logins,
     );
     if managed_by_rds.is_some() {
-        // RDS's managed rotation has no function: nothing to attach.
-        found.retain(|diagnosis| diagnosis.advice != "attach-function");
+        found = for_rds_managed(found);
     }
     for diagnosis in &found {
         out.say(format!(
@@ -419,18 +422,16 @@ fn rds_resource(tags: &[aws_sdk_secretsmanager::types::Tag]) -> Option<String> {
 
 /// The `masterarn` of the secret's `AWSCURRENT`, and what that master is: managed by RDS (no
 /// host: the function asks RDS for the writer), or on a host of its own. `None` when the secret
-/// names no master; what could not be read is said in the line.
+/// names no master, or its value cannot be read here (nothing else in `status` needs it).
 async fn master_of(client: &Client, arn: &str) -> Option<String> {
     let value = read_at(client, arn, AWSCURRENT).await.ok()?;
-    let doc: serde_json::Value = serde_json::from_str(value.expose()).ok()?;
-    let master = doc.get("masterarn")?.as_str()?.to_owned();
+    let doc = SecretJson::parse(&value).ok()?;
+    let master = doc.optional_str("masterarn").ok()??.to_owned();
     let described = match client.describe_secret().secret_id(&master).send().await {
         Ok(d) => d,
         Err(e) => {
-            return Some(format!(
-                "{master} (not described: {})",
-                CliError::from_sdk("DescribeSecret", e).message
-            ))
+            let why = CliError::from_sdk("DescribeSecret", e).message;
+            return Some(format!("{master} (not described: {why})"));
         }
     };
     Some(match rds_resource(described.tags()) {
@@ -439,6 +440,24 @@ async fn master_of(client: &Client, arn: &str) -> Option<String> {
         }
         None => format!("{master} (not managed by RDS: its value names the host)"),
     })
+}
+
+/// The diagnosis of a secret RDS manages (a master secret with `ManageMasterUserPassword`): RDS
+/// rotates it with no rotation function, so the advice to attach one does not apply.
+///
+/// ```
+/// use std::collections::{BTreeMap, HashMap};
+/// use rotor_cli::status::{diagnose, for_rds_managed};
+/// let labels = HashMap::from([("v1".to_owned(), vec!["AWSCURRENT".to_owned()])]);
+/// let found = diagnose("rds!db-1", &labels, Some(true), None, &BTreeMap::new());
+/// assert_eq!(found[0].advice, "attach-function");
+/// assert!(for_rds_managed(found).is_empty());
+/// ```
+pub fn for_rds_managed(found: Vec<Diagnosis>) -> Vec<Diagnosis> {
+    found
+        .into_iter()
+        .filter(|diagnosis| diagnosis.advice != "attach-function")
+        .collect()
 }
 
 /// A rotation schedule as people read it: its expression, else `every N days`.
