@@ -235,9 +235,9 @@ def check_kms_statement(where, statement, in_if, failures):
                 failures.append(f"{where}: kms:EncryptionContext:SecretARN {value!r} is not a secret ARN or a parameter")
 
 
-def check_kms(resources, failures):
-    roles_with_kms = set()
-    count = 0
+def iam_statements(resources):
+    """Every IAM statement of the template's roles and policies: (statement, path, in_if, the
+    resource's type and name, its properties)."""
     for name, resource in resources.items():
         kind = resource.get("Type")
         if kind not in ("AWS::IAM::Role", "AWS::IAM::RolePolicy", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
@@ -245,16 +245,23 @@ def check_kms(resources, failures):
         properties = resource.get("Properties", {})
         documents = properties.get("Policies", []) if kind == "AWS::IAM::Role" else properties.get("PolicyDocument", {})
         for statement, path, in_if in statements(documents, name, False):
-            if not grants_kms(statement):
-                continue
-            count += 1
-            check_kms_statement(path, statement, in_if, failures)
-            if kind == "AWS::IAM::Role":
-                roles_with_kms.add(name)
-            else:
-                for role in [properties.get("RoleName")] + properties.get("Roles", []):
-                    if isinstance(role, dict) and "Ref" in role:
-                        roles_with_kms.add(role["Ref"])
+            yield statement, path, in_if, kind, name, properties
+
+
+def check_kms(resources, failures):
+    roles_with_kms = set()
+    count = 0
+    for statement, path, in_if, kind, name, properties in iam_statements(resources):
+        if not grants_kms(statement):
+            continue
+        count += 1
+        check_kms_statement(path, statement, in_if, failures)
+        if kind == "AWS::IAM::Role":
+            roles_with_kms.add(name)
+        else:
+            for role in [properties.get("RoleName")] + properties.get("Roles", []):
+                if isinstance(role, dict) and "Ref" in role:
+                    roles_with_kms.add(role["Ref"])
     for name, resource in resources.items():
         if resource.get("Type") != "AWS::Lambda::Function":
             continue
@@ -268,46 +275,40 @@ def check_kms(resources, failures):
 def check_rds(resources, failures):
     """Rule 4; the number of RDS statements."""
     count = 0
-    for name, resource in resources.items():
-        kind = resource.get("Type")
-        if kind not in ("AWS::IAM::Role", "AWS::IAM::RolePolicy", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+    for statement, where, in_if, _, _, _ in iam_statements(resources):
+        granted = set(actions(statement))
+        grants_rds = "NotAction" in statement or any(a == "*" or a.startswith("rds:") for a in granted)
+        if statement.get("Effect") != "Allow" or not grants_rds:
             continue
-        properties = resource.get("Properties", {})
-        documents = properties.get("Policies", []) if kind == "AWS::IAM::Role" else properties.get("PolicyDocument", {})
-        for statement, where, in_if in statements(documents, name, False):
-            granted = set(actions(statement))
-            grants_rds = "NotAction" in statement or any(a == "*" or a.startswith("rds:") for a in granted)
-            if statement.get("Effect") != "Allow" or not grants_rds:
-                continue
-            count += 1
-            if "NotAction" in statement or not granted <= RDS_ACTIONS:
-                failures.append(f"{where}: grants {sorted(granted) or 'NotAction'}; only {sorted(RDS_ACTIONS)} belong in an RDS statement")
-            resources_granted = values(statement.get("Resource", []))
-            if not resources_granted or any(kind != "sub" or not RDS_RESOURCE.fullmatch(value)
-                                            for kind, value in resources_granted):
-                failures.append(f"{where}: Resource {json.dumps(statement.get('Resource'))} is not this account's RDS instances and clusters")
-            if not in_if:
-                failures.append(f"{where}: an RDS statement not inside an Fn::If (it belongs only to functions with master secrets)")
+        count += 1
+        if "NotAction" in statement or not granted <= RDS_ACTIONS:
+            failures.append(f"{where}: grants {sorted(granted) or 'NotAction'}; only {sorted(RDS_ACTIONS)} belong in an RDS statement")
+        resources_granted = values(statement.get("Resource", []))
+        if not resources_granted or any(kind != "sub" or not RDS_RESOURCE.fullmatch(value)
+                                        for kind, value in resources_granted):
+            failures.append(f"{where}: Resource {json.dumps(statement.get('Resource'))} is not this account's RDS instances and clusters")
+        if not in_if:
+            failures.append(f"{where}: an RDS statement not inside an Fn::If (it belongs only to functions with master secrets)")
     return count
 
 
 def check(template):
     """The broken rules of a translated template, and what was counted: (failures, functions,
-    functions named by CloudFormation, KMS statements)."""
+    functions named by CloudFormation, KMS statements, RDS statements)."""
     resources = template.get("Resources", {})
     parameters = template.get("Parameters", {})
     failures = []
     functions, generated = check_function_names(resources, parameters, failures)
     check_log_groups(resources, failures)
     kms = check_kms(resources, failures)
-    check_rds(resources, failures)
-    return failures, functions, generated, kms
+    rds = check_rds(resources, failures)
+    return failures, functions, generated, kms, rds
 
 
 def main(path):
     with open(path, encoding="utf-8") as handle:
         template = json.load(handle)
-    failures, functions, generated, kms = check(template)
+    failures, functions, generated, kms, rds = check(template)
     for failure in failures:
         print(f"template rule broken: {failure}")
     if failures:
@@ -315,7 +316,8 @@ def main(path):
         return 1
     print(f"template rules: {functions} functions fit {FUNCTION_NAME_LIMIT} characters for any stack name "
           f"({generated} named by CloudFormation) and log to /aws/lambda/<name>; {kms} KMS statements "
-          "limited to Secrets Manager and secret ARNs")
+          f"limited to Secrets Manager and secret ARNs; {rds} RDS statements read-only, on this account's "
+          "databases, only with master secrets")
     return 0
 
 

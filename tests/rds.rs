@@ -77,6 +77,14 @@ async fn secret(
     create_secret(client, "rds", &value.to_string()).await
 }
 
+/// An alternating-users secret for `user` on the stack's RDS instance `rotor-pg15`, whose master
+/// is its RDS-managed secret.
+async fn pg15_secret(client: &Client, server: &PgServer, user: &str) -> String {
+    let host = setting("ROTOR_RDS_PG15_HOST");
+    let master_arn = setting("ROTOR_RDS_PG15_MASTER_ARN");
+    secret(client, "postgres", &host, server.port, user, &master_arn).await
+}
+
 fn str_of(value: &Value, key: &str) -> String {
     value[key].as_str().unwrap_or_default().to_owned()
 }
@@ -101,15 +109,7 @@ async fn postgres_with_an_rds_managed_master_rotates_twice_through_the_runtime_a
         master.get("host").is_none(),
         "an RDS-managed master names no host: {master:?}"
     );
-    let arn = secret(
-        &client,
-        "postgres",
-        &setting("ROTOR_RDS_PG15_HOST"),
-        server.port,
-        &user,
-        &master_arn,
-    )
-    .await;
+    let arn = pg15_secret(&client, &server, &user).await;
     let ca = setting("ROTOR_TLS_CA");
     let function = LambdaFunction::start(
         "postgres",
@@ -350,15 +350,7 @@ async fn the_rds_api_refusing_or_hanging_fails_set_secret_cleanly_and_the_retry_
     let server = PgServer::named("pg15");
     let client = secrets_manager_client().await;
     let user = pg_user(&server).await;
-    let arn = secret(
-        &client,
-        "postgres",
-        &setting("ROTOR_RDS_PG15_HOST"),
-        server.port,
-        &user,
-        &setting("ROTOR_RDS_PG15_MASTER_ARN"),
-    )
-    .await;
+    let arn = pg15_secret(&client, &server, &user).await;
     let moto_port: u16 = setting("AWS_ENDPOINT_URL")
         .rsplit(':')
         .next()
@@ -454,15 +446,7 @@ async fn the_cli_knows_rds_managed_masters() {
     );
     let server = PgServer::named("pg15");
     let user = pg_user(&server).await;
-    let arn = secret(
-        &client,
-        "postgres",
-        &setting("ROTOR_RDS_PG15_HOST"),
-        server.port,
-        &user,
-        &master_arn,
-    )
-    .await;
+    let arn = pg15_secret(&client, &server, &user).await;
     let (_, stdout, stderr) = rotor(&["status", &arn]);
     assert!(
         stdout.contains("(managed by RDS for DB instance"),
