@@ -287,6 +287,54 @@ pub fn engine_family(rds_engine: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::MemoryRds;
+
+    const SUFFIX: &str = "abc.us-east-1.rds.amazonaws.com";
+
+    fn instance(id: &str, cluster: Option<&str>, source: Option<&str>) -> RdsInstance {
+        RdsInstance {
+            id: id.to_owned(),
+            arn: Some(format!("arn:aws:rds:us-east-1:123456789012:db:{id}")),
+            engine: "postgres".to_owned(),
+            endpoint: Some((format!("{id}.{SUFFIX}"), 5432)),
+            cluster: cluster.map(str::to_owned),
+            replica_source: source.map(str::to_owned),
+        }
+    }
+
+    #[tokio::test]
+    async fn replicas_are_the_reader_the_cluster_readers_and_read_replicas_only() {
+        let rds = MemoryRds::new();
+        rds.add_instance(instance("main", None, None));
+        rds.add_instance(instance("main-replica", None, Some("main")));
+        rds.add_instance(instance("writer-1", Some("aurora"), None));
+        rds.add_instance(instance("reader-2", Some("aurora"), None));
+        rds.add_cluster(RdsCluster {
+            id: "aurora".to_owned(),
+            endpoint: Some(format!("aurora.cluster-{SUFFIX}")),
+            reader_endpoint: Some(format!("aurora.cluster-ro-{SUFFIX}")),
+            port: Some(5432),
+            members: vec![("writer-1".to_owned(), true), ("reader-2".to_owned(), false)],
+            ..RdsCluster::default()
+        });
+        for (host, port, expected) in [
+            (format!("main.{SUFFIX}"), 5432, false),
+            (format!("main-replica.{SUFFIX}"), 5432, true),
+            (format!("main-replica.{SUFFIX}"), 5433, false),
+            (format!("aurora.cluster-{SUFFIX}"), 5432, false),
+            (format!("aurora.cluster-ro-{SUFFIX}"), 5432, true),
+            (format!("writer-1.{SUFFIX}"), 5432, false),
+            (format!("reader-2.{SUFFIX}"), 5432, true),
+            (format!("unknown.{SUFFIX}"), 5432, false),
+            ("db.example.com".to_owned(), 5432, false),
+        ] {
+            assert_eq!(
+                is_replica(&rds, &host, port).await.unwrap(),
+                expected,
+                "{host}:{port}"
+            );
+        }
+    }
 
     #[test]
     fn only_rds_names_with_a_valid_identifier_are_asked_about() {
