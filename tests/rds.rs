@@ -461,7 +461,11 @@ async fn the_cli_knows_rds_managed_masters() {
         "alternating-users",
     ]);
     assert_eq!(code, 0, "{stdout} {stderr}");
-    assert!(stdout.contains("then the master"), "{stdout}");
+    assert!(
+        stdout.contains("then the master")
+            && stdout.contains("the master's database, from RDS: RDS DB instance rotor-pg15"),
+        "{stdout}"
+    );
 }
 
 /// Single user changes the password where the secret points: on a read replica the server

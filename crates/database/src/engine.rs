@@ -34,6 +34,8 @@ struct MasterSessions<S> {
     /// The writer's host and port, when it is not the rotated secret's own (an RDS reader or
     /// replica).
     writer: Option<(String, u16)>,
+    /// `RDS DB instance …` when RDS told where the master's database is (for the preflight).
+    rds_server: Option<String>,
 }
 
 /// How long testSecret waits at most for a password to reach a replica: Aurora replicates in
@@ -182,6 +184,7 @@ impl<D: Database> DatabaseEngine<D> {
                 current: current_session,
                 master: master_session,
                 writer: None,
+                rds_server,
             });
         }
         let current_session = {
@@ -200,6 +203,7 @@ impl<D: Database> DatabaseEngine<D> {
             current: current_session,
             master: master_session,
             writer: Some((master.host.clone(), master.port)),
+            rds_server,
         })
     }
 
@@ -477,6 +481,7 @@ impl<D: Database> Engine for DatabaseEngine<D> {
                     current: mut current_session,
                     mut master,
                     writer,
+                    ..
                 } = self.login_master(ctx, current).await?;
                 // On a reader the probe above may have been refused only because a password
                 // set by an earlier attempt has not replicated yet: ask the writer before
@@ -521,7 +526,16 @@ impl<D: Database> Engine for DatabaseEngine<D> {
                 report.record(
                     "AWSCURRENT logs in, then the master (as setSecret does)",
                     master,
-                    |sessions| format!("master: {}", self.db.describe(&sessions.master)),
+                    |sessions| {
+                        let mut detail = format!("master: {}", self.db.describe(&sessions.master));
+                        if let Some(server) = &sessions.rds_server {
+                            detail.push_str(&format!("; the master's database, from RDS: {server}"));
+                        }
+                        if let Some((host, port)) = &sessions.writer {
+                            detail.push_str(&format!("; passwords set on the writer {host}:{port}"));
+                        }
+                        detail
+                    },
                 );
             }
         }
