@@ -19,7 +19,7 @@ use rotor_tests::postgres_server::{ident, literal, pgbouncer_port, PgServer};
 use rotor_tests::*;
 use secret_rotor::{Deadline, Passwords, Rotor, Step};
 use serde_json::{json, Value};
-use tokio_postgres::{NoTls, SimpleQueryMessage};
+use tokio_postgres::SimpleQueryMessage;
 
 type PgRotor = Rotor<DatabaseEngine<Postgres>>;
 
@@ -46,17 +46,7 @@ impl Bouncer {
     /// A session through PgBouncer as an application opens it (plaintext, which the stack's
     /// PgBouncer allows: independent of the code under test).
     async fn connect(&self, user: &str, password: &str) -> Result<tokio_postgres::Client, String> {
-        let (client, connection) = tokio_postgres::Config::new()
-            .host("127.0.0.1")
-            .port(self.port)
-            .user(user)
-            .password(password)
-            .dbname("postgres")
-            .connect(NoTls)
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(connection);
-        Ok(client)
+        rotor_tests::postgres_server::app_session(self.port, user, password).await
     }
 
     /// Whether `user` logs in with `password` through PgBouncer and runs a query there.

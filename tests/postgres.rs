@@ -896,17 +896,7 @@ async fn a_server_hanging_in_the_clone_transaction_fails_the_step_within_its_dea
     let client = secrets_manager_client().await;
     let fixture = rotor_tests::fixtures::postgres(&server, "127.0.0.1", json!({})).await;
     let (port, _stall) = rotor_tests::net::stall_on(server.port, b"BEGIN;").await;
-    // Both secrets through the stalling forwarder; the master in plaintext so that the forwarder
-    // sees the transaction start (the rotated user keeps verified TLS).
-    let master_arn = fixture.master_arn.clone().unwrap();
-    let mut master = value_at(&client, &master_arn, "AWSCURRENT").await;
-    master["port"] = json!(port);
-    master["sslmode"] = json!("disable");
-    master.as_object_mut().unwrap().remove("ssl");
-    let master_arn = create_secret(&client, "pg-master-stalled", &master.to_string()).await;
-    let value = json!({"engine": "postgres", "host": "127.0.0.1", "port": port, "username": fixture.user,
-                       "password": INITIAL, "masterarn": master_arn});
-    let arn = create_secret(&client, "pg-stalled", &value.to_string()).await;
+    let arn = alternating_through(&client, &fixture, port).await;
     let rotor = pg_rotor(Strategy::AlternatingUsers, Recording::new(client.clone()));
     let token = begin_rotation(&rotor, &client, &arn).await;
     let started = std::time::Instant::now();
@@ -933,15 +923,69 @@ async fn a_server_hanging_in_the_clone_transaction_fails_the_step_within_its_dea
     );
     // The server as the stall left it: no clone half-made, the current user still logs in.
     let clone = format!("{}_clone", fixture.user);
-    let exists = server
-        .admin()
-        .await
-        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&clone])
-        .await
-        .expect("pg_roles")
-        .is_some();
-    assert!(!exists, "the clone's transaction never committed");
+    assert!(
+        !server.role_exists(&clone).await,
+        "the clone's transaction never committed"
+    );
     assert!(server.logs_in(&fixture.user, INITIAL).await);
+}
+
+/// An alternating-users secret of `fixture`'s user whose logins, the master's included, go
+/// through a forwarder on `port`: the master in plaintext, so that the forwarder sees its
+/// transaction (the rotated user keeps verified TLS).
+async fn alternating_through(client: &Client, fixture: &rotor_tests::fixtures::Fixture, port: u16) -> String {
+    let master_arn = fixture.master_arn.clone().expect("a master");
+    let mut master = value_at(client, &master_arn, "AWSCURRENT").await;
+    master["port"] = json!(port);
+    master["sslmode"] = json!("disable");
+    if let Some(master) = master.as_object_mut() {
+        master.remove("ssl");
+    }
+    let master_arn = create_secret(client, "pg-master-forwarded", &master.to_string()).await;
+    let value = json!({"engine": "postgres", "host": "127.0.0.1", "port": port, "username": fixture.user,
+                       "password": INITIAL, "masterarn": master_arn});
+    create_secret(client, "pg-forwarded", &value.to_string()).await
+}
+
+/// The link to the server is cut right before the pending user's transaction (password,
+/// settings, roles and the clone's creation, one simple query) reaches it: setSecret fails
+/// retryably, the server holds no half-made clone and the current user still logs in, and the
+/// retry of the same token converges with the clone logging in with the pending password.
+#[tokio::test]
+async fn a_link_cut_before_the_clone_transaction_changes_nothing_and_the_retry_converges() {
+    let server = PgServer::named("pg17");
+    let client = secrets_manager_client().await;
+    let fixture = rotor_tests::fixtures::postgres(&server, "127.0.0.1", json!({})).await;
+    let (port, _cut) = rotor_tests::net::cut_on(server.port, b"BEGIN;").await;
+    let arn = alternating_through(&client, &fixture, port).await;
+    let rotor = pg_rotor(Strategy::AlternatingUsers, Recording::new(client.clone()));
+    let token = begin_rotation(&rotor, &client, &arn).await;
+    let err = rotor
+        .handle(&event(Step::SetSecret, &arn, &token), deadline())
+        .await
+        .expect_err("the link was cut");
+    assert!(err.kind().is_retryable(), "{err}");
+    let clone = format!("{}_clone", fixture.user);
+    assert!(!server.role_exists(&clone).await, "no half-made clone");
+    assert!(server.logs_in(&fixture.user, INITIAL).await);
+    for step in [Step::SetSecret, Step::TestSecret, Step::FinishSecret] {
+        rotor
+            .handle(&event(step, &arn, &token), deadline())
+            .await
+            .unwrap_or_else(|e| panic!("retried {step}: {e}"));
+    }
+    end_rotation(&client, &arn, &token).await;
+    let current = value_at(&client, &arn, "AWSCURRENT").await;
+    assert_eq!(current["username"], json!(clone));
+    assert!(
+        server
+            .logs_in(&clone, current["password"].as_str().unwrap_or_default())
+            .await
+    );
+    assert!(
+        server.logs_in(&fixture.user, INITIAL).await,
+        "AWSPREVIOUS still logs in"
+    );
 }
 
 /// The master's user name of an alternating case.

@@ -245,16 +245,10 @@ async fn a_secret_on_an_unrelated_server_is_refused_naming_both_servers() {
         )) && message.contains(&format!("{unrelated}:{}", server.port)),
         "{message}"
     );
-    let clone = server
-        .admin()
-        .await
-        .query_opt(
-            "SELECT 1 FROM pg_roles WHERE rolname = $1",
-            &[&format!("{user}_clone")],
-        )
-        .await
-        .expect("query");
-    assert!(clone.is_none(), "nothing was created on the refused server");
+    assert!(
+        !server.role_exists(&format!("{user}_clone")).await,
+        "nothing was created on the refused server"
+    );
 }
 
 /// The replica is a real streaming replica of PostgreSQL 15, its replay paused: testSecret on
@@ -371,18 +365,8 @@ async fn the_rds_api_refusing_or_hanging_fails_set_secret_cleanly_and_the_retry_
         async move { rotor.handle(&event, secret_rotor::Deadline::after(budget)).await }
     };
     step(Step::CreateSecret, STEP_TIME).await.expect("createSecret");
-    let clone_exists = || async {
-        server
-            .admin()
-            .await
-            .query_opt(
-                "SELECT 1 FROM pg_roles WHERE rolname = $1",
-                &[&format!("{user}_clone")],
-            )
-            .await
-            .expect("query")
-            .is_some()
-    };
+    let clone = format!("{user}_clone");
+    let clone_exists = || server.role_exists(&clone);
 
     let refused = step(Step::SetSecret, STEP_TIME).await.unwrap_err();
     assert_eq!(refused.kind(), ErrorKind::Transient, "{refused}");

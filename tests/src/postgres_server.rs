@@ -74,21 +74,22 @@ impl PgServer {
 
     /// Runs SQL as `user`, as an application would.
     pub async fn run_as(&self, user: &str, password: &str, sql: &str) -> Result<(), String> {
-        let (client, connection) = tokio_postgres::Config::new()
-            .host("127.0.0.1")
-            .port(self.port)
-            .user(user)
-            .password(password)
-            .dbname("postgres")
-            .connect(NoTls)
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(connection);
-        client
+        app_session(self.port, user, password)
+            .await?
             .simple_query(sql)
             .await
             .map(drop)
             .map_err(|e| e.to_string())
+    }
+
+    /// Whether a role named `role` exists.
+    pub async fn role_exists(&self, role: &str) -> bool {
+        self.admin()
+            .await
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+            .await
+            .expect("pg_roles")
+            .is_some()
     }
 
     /// The stored SCRAM verifier of a role (changes whenever its password is set).
@@ -188,6 +189,22 @@ pub fn ident(name: &str) -> String {
 /// Quotes a literal for test set-up SQL.
 pub fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A session as `user` on 127.0.0.1:`port` (a server, or a pooler in front of one), opened as an
+/// application opens it: plaintext, independent of the code under test.
+pub async fn app_session(port: u16, user: &str, password: &str) -> Result<Client, String> {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(port)
+        .user(user)
+        .password(password)
+        .dbname("postgres")
+        .connect(NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    Ok(client)
 }
 
 /// A TCP proxy in front of `port` that answers every SSLRequest with `N`: the server seen

@@ -218,11 +218,13 @@ impl<D: Database> DatabaseEngine<D> {
         current: &DatabaseSecret,
     ) -> Result<Master, Error> {
         let raw = ctx.read_secret(masterarn).await?;
-        let has_host = SecretJson::parse(&raw)
-            .and_then(|doc| Ok(doc.optional_str("host")?.is_some()))
-            .map_err(|e| e.context("master secret"))?;
+        let mut doc = SecretJson::parse(&raw).map_err(|e| e.context("master secret"))?;
+        let has_host = doc
+            .optional_str("host")
+            .map_err(|e| e.context("master secret"))?
+            .is_some();
         if has_host {
-            let master = DatabaseSecret::parse_master(&raw, self.db.default_port())?;
+            let master = DatabaseSecret::master_from_doc(doc, self.db.default_port())?;
             self.check_same_server(ctx, masterarn, &master, current, None)
                 .await?;
             return Ok(Master {
@@ -273,7 +275,9 @@ impl<D: Database> DatabaseEngine<D> {
                 server.describe()
             ))
         })?;
-        let master = DatabaseSecret::parse_master_on(&raw, host, port)?;
+        doc.set_str("host", host);
+        doc.insert("port", port.into());
+        let master = DatabaseSecret::master_from_doc(doc, port)?;
         let described = server.describe();
         self.check_same_server(ctx, masterarn, &master, current, Some(&server))
             .await?;

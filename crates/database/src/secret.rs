@@ -52,13 +52,10 @@ impl DatabaseSecret {
         Self::parse_any(value, default_port).map_err(|e| e.context("master secret"))
     }
 
-    /// Parses an RDS-managed master secret (`username` and `password` only), on `host:port`,
-    /// the endpoint RDS gives for its database.
-    pub fn parse_master_on(value: &SecretString, host: &str, port: u16) -> Result<Self, Error> {
-        let mut doc = SecretJson::parse(value).map_err(|e| e.context("master secret"))?;
-        doc.set_str("host", host);
-        doc.insert("port", port.into());
-        Self::parse_master(&doc.to_secret_string(), port)
+    /// A master secret from its parsed document (an RDS-managed master's, with the `host` and
+    /// `port` RDS gave set in it).
+    pub fn master_from_doc(doc: SecretJson, default_port: u16) -> Result<Self, Error> {
+        Self::from_doc(doc, default_port).map_err(|e| e.context("master secret"))
     }
 
     /// The same secret on `host:port` (a cluster's writer, for a secret on its reader).
@@ -78,7 +75,10 @@ impl DatabaseSecret {
     }
 
     fn parse_any(value: &SecretString, default_port: u16) -> Result<Self, Error> {
-        let doc = SecretJson::parse(value)?;
+        Self::from_doc(SecretJson::parse(value)?, default_port)
+    }
+
+    fn from_doc(doc: SecretJson, default_port: u16) -> Result<Self, Error> {
         Ok(Self {
             engine: doc.optional_str("engine")?.map(str::to_owned),
             host: doc.required_str("host")?.to_owned(),
